@@ -1,0 +1,159 @@
+"""Time distributions of the spec (`{dist = ...}` tables) as frozen scipy distributions.
+
+All times inside the simulator are seconds. A spec table may give a time in seconds (`_s`) or
+hours (`_hours`); exactly one of the alternatives for each parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy import stats
+
+HOUR = 3600.0
+
+
+class _DistBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def _one_of(self, *names: str) -> float:
+        """Exactly one of `names` (each `<x>_s` or `<x>_hours`) must be set; returns seconds."""
+        given = [n for n in names if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(names)}")
+        value = float(getattr(self, given[0]))
+        return value * HOUR if given[0].endswith("_hours") else value
+
+    def frozen(self) -> stats.rv_continuous | stats.rv_discrete:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def mean_seconds(self) -> float:
+        return float(self.frozen().mean())
+
+
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class Exponential(_DistBase):
+    dist: Literal["exponential"]
+    mean_s: PosFloat | None = None
+    mean_hours: PosFloat | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Exponential:
+        self._one_of("mean_s", "mean_hours")
+        return self
+
+    def frozen(self):  # type: ignore[override]
+        return stats.expon(scale=self._one_of("mean_s", "mean_hours"))
+
+
+class Weibull(_DistBase):
+    dist: Literal["weibull"]
+    shape: PosFloat
+    mean_s: PosFloat | None = None
+    mean_hours: PosFloat | None = None
+    scale_s: PosFloat | None = None
+    scale_hours: PosFloat | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Weibull:
+        self._one_of("mean_s", "mean_hours", "scale_s", "scale_hours")
+        return self
+
+    def frozen(self):  # type: ignore[override]
+        value = self._one_of("mean_s", "mean_hours", "scale_s", "scale_hours")
+        is_mean = self.mean_s is not None or self.mean_hours is not None
+        scale = value / math.gamma(1 + 1 / self.shape) if is_mean else value
+        return stats.weibull_min(c=self.shape, scale=scale)
+
+
+class Lognormal(_DistBase):
+    dist: Literal["lognormal"]
+    sigma: PosFloat
+    median_s: PosFloat | None = None
+    median_hours: PosFloat | None = None
+    mean_s: PosFloat | None = None
+    mean_hours: PosFloat | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Lognormal:
+        self._one_of("median_s", "median_hours", "mean_s", "mean_hours")
+        return self
+
+    def frozen(self):  # type: ignore[override]
+        value = self._one_of("median_s", "median_hours", "mean_s", "mean_hours")
+        is_mean = self.mean_s is not None or self.mean_hours is not None
+        median = value / math.exp(self.sigma**2 / 2) if is_mean else value
+        return stats.lognorm(s=self.sigma, scale=median)
+
+
+class Gamma(_DistBase):
+    dist: Literal["gamma"]
+    shape: PosFloat
+    mean_s: PosFloat | None = None
+    mean_hours: PosFloat | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Gamma:
+        self._one_of("mean_s", "mean_hours")
+        return self
+
+    def frozen(self):  # type: ignore[override]
+        return stats.gamma(a=self.shape, scale=self._one_of("mean_s", "mean_hours") / self.shape)
+
+
+class Deterministic(_DistBase):
+    dist: Literal["deterministic"]
+    value_s: PosFloat | None = None
+    value_hours: PosFloat | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Deterministic:
+        self._one_of("value_s", "value_hours")
+        return self
+
+    def frozen(self):  # type: ignore[override]
+        return stats.rv_discrete(values=([self._one_of("value_s", "value_hours")], [1.0]))
+
+
+class Empirical(_DistBase):
+    """Resamples measured values (e.g. lab failover times) with equal weight."""
+
+    dist: Literal["empirical"]
+    samples_s: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(min_length=1)
+
+    def frozen(self):  # type: ignore[override]
+        values, counts = np.unique(np.asarray(self.samples_s, dtype=float), return_counts=True)
+        return stats.rv_discrete(values=(values, counts / counts.sum()))
+
+
+Dist = Annotated[
+    Exponential | Weibull | Lognormal | Gamma | Deterministic | Empirical,
+    Field(discriminator="dist"),
+]
+DIST_NAMES = ("exponential", "weibull", "lognormal", "gamma", "deterministic", "empirical")
+
+
+class BufferedSampler:
+    """Draws from a frozen distribution in blocks: one scipy call per block, not per event."""
+
+    __slots__ = ("_dist", "_rng", "_buf", "_i", "_block")
+
+    def __init__(self, dist, rng: np.random.Generator, block: int = 256) -> None:
+        self._dist = dist
+        self._rng = rng
+        self._block = block
+        self._buf: list[float] = []
+        self._i = 0
+
+    def __call__(self) -> float:
+        if self._i >= len(self._buf):
+            draws = self._dist.rvs(size=self._block, random_state=self._rng)
+            self._buf = np.asarray(draws, dtype=float).tolist()
+            self._i = 0
+        self._i += 1
+        return self._buf[self._i - 1]

@@ -1,0 +1,155 @@
+"""Aggregate replications into the JSON contract of DESIGN §2 (pure functions of results)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from sim import __version__
+from sim.longrun import ReplicationResult
+from sim.spec import YEAR_S, Spec
+
+MINUTES_PER_YEAR = YEAR_S / 60
+
+
+def mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """Mean and Student-t confidence interval over independent replications."""
+    x = np.asarray(x, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2 or np.all(x == x[0]):
+        return mean, (mean, mean)
+    lo, hi = stats.t.interval(level, len(x) - 1, loc=mean, scale=stats.sem(x))
+    return mean, (float(lo), float(hi))
+
+
+def _stat(x: np.ndarray) -> dict[str, Any]:
+    mean, (lo, hi) = mean_ci(x)
+    return {"mean": mean, "ci95": [lo, hi]}
+
+
+def _percentiles(x: list[float] | np.ndarray) -> dict[str, Any]:
+    x = np.asarray(x, dtype=float)
+    if x.size == 0:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "count": 0}
+    p50, p95, p99 = np.percentile(x, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(x.max()),
+            "count": int(x.size)}
+
+
+def availability_per_replication(results: list[ReplicationResult]) -> np.ndarray:
+    return np.array([1.0 - r.downtime_s_per_year.sum() / r.horizon_s for r in results])
+
+
+def summarise(spec: Spec, results: list[ReplicationResult], stopped_by: str = "replications"
+              ) -> dict[str, Any]:
+    years_total = sum(r.horizon_s for r in results) / YEAR_S
+    service = availability_per_replication(results)
+    client = np.array([1.0 - r.client_down_s / r.horizon_s if r.client_down_s is not None
+                       else s for r, s in zip(results, service, strict=True)])
+    message = np.array([r.message_delivery if r.message_delivery is not None else s
+                        for r, s in zip(results, service, strict=True)])
+    per_year_min = np.concatenate([r.downtime_s_per_year for r in results]) / 60
+    mean_per_rep = np.array([r.downtime_s_per_year.mean() / 60 for r in results])
+    dmean, (dlo, dhi) = mean_ci(mean_per_rep)
+    downtime: dict[str, Any] = {
+        "mean": dmean, "ci95": [dlo, dhi],
+        "p50": float(np.percentile(per_year_min, 50)),
+        "p95": float(np.percentile(per_year_min, 95)),
+        "p99": float(np.percentile(per_year_min, 99)),
+    }
+    target = spec.targets
+    if target.availability is not None:
+        budget = (1 - target.availability) * MINUTES_PER_YEAR
+        downtime["budget_minutes"] = budget
+        downtime["p_exceed_budget"] = float(np.mean(per_year_min > budget))
+
+    causes = sorted({c for r in results for c in r.downtime_s_by_cause})
+    by_cause = {c: sum(r.downtime_s_by_cause.get(c, 0.0) for r in results) / 60 / years_total
+                for c in causes}
+    outage_causes = sorted({o[0] for r in results for o in r.outages})
+    outages = {c: _percentiles([o[1] for r in results for o in r.outages if o[0] == c])
+               for c in outage_causes}
+    all_outages = [o[1] for r in results for o in r.outages]
+    rpo = [x for r in results for x in r.rpo_s]
+    event_causes = sorted({c for r in results for c in r.events_by_cause})
+    events = {c: sum(r.events_by_cause.get(c, 0) for r in results) / years_total
+              for c in event_causes}
+    failover = _merge_failover(results) or outages
+
+    out: dict[str, Any] = {
+        "tool": {"name": "mqtt-ha-twin", "version": __version__},
+        "seed": spec.simulation.seed,
+        "replications": len(results),
+        "stopped_by": stopped_by,
+        "years_per_replication": spec.simulation.years,
+        "availability": {
+            "service": _stat(service),
+            "client_weighted": _stat(client),
+            "message": _stat(message),
+        },
+        "downtime_minutes_per_year": downtime,
+        "downtime_minutes_per_year_by_cause": by_cause,
+        "events_per_year": events,
+        "service_outage_seconds": {"all": _percentiles(all_outages), **outages},
+        "failover_seconds": failover,
+        "rto_seconds": _percentiles(all_outages),
+        "rpo_seconds": _percentiles(rpo),
+        "dr_failovers_per_year": sum(r.dr_failovers for r in results) / years_total,
+    }
+    extra = _merge_extra(results)
+    if extra:
+        out["clients"] = extra
+    out["targets"] = judge(spec, out)
+    out["spec"] = spec.model_dump(mode="json")
+    return out
+
+
+def _merge_failover(results: list[ReplicationResult]) -> dict[str, Any]:
+    """Client-seen failover seconds per failure mode (from the transient model, if it ran)."""
+    modes = sorted({m for r in results for m in r.client_failover_s})
+    return {m: _percentiles(np.concatenate([r.client_failover_s[m] for r in results
+                                            if m in r.client_failover_s])) for m in modes}
+
+
+def _merge_extra(results: list[ReplicationResult]) -> dict[str, Any]:
+    if not results or not results[0].client_extra:
+        return {}
+    keys = results[0].client_extra.keys()
+    return {k: _stat(np.array([r.client_extra[k] for r in results])) for k in keys}
+
+
+def judge(spec: Spec, out: dict[str, Any]) -> dict[str, Any]:
+    """Pass/fail per target. RTO and RPO are judged on the 99th percentile of events."""
+    t = spec.targets
+    verdicts: dict[str, Any] = {}
+    if t.availability is not None:
+        for kind in ("service", "client_weighted", "message"):
+            a = out["availability"][kind]
+            verdicts[f"availability.{kind}"] = {
+                "target": t.availability, "value": a["mean"], "ci95": a["ci95"],
+                "pass": a["ci95"][0] >= t.availability,
+                "basis": "lower end of the 95 % CI must reach the target",
+            }
+    if t.rto_minutes is not None:
+        p99 = out["rto_seconds"]["p99"]
+        verdicts["rto_minutes"] = {
+            "target": t.rto_minutes, "value": None if p99 is None else p99 / 60,
+            "pass": p99 is None or p99 / 60 <= t.rto_minutes,
+            "basis": "p99 of service outage durations",
+        }
+    if t.rpo_minutes is not None:
+        p99 = out["rpo_seconds"]["p99"]
+        verdicts["rpo_minutes"] = {
+            "target": t.rpo_minutes, "value": None if p99 is None else p99 / 60,
+            "pass": p99 is None or p99 / 60 <= t.rpo_minutes,
+            "basis": "p99 of data age lost per DR fail-over" if p99 is not None
+            else "no DR fail-over happened: not exercised",
+        }
+    return verdicts
+
+
+def to_json(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,112 @@
+"""Independent replications on any `concurrent.futures.Executor`, reproducible from one seed.
+
+Replication i always uses `SeedSequence(seed, spawn_key=(i,))`, so results do not depend on the
+number of workers or on which executor (process pool, dask.distributed) ran it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sim.longrun import ReplicationResult, run_replication
+from sim.spec import Spec
+
+Worker = Callable[[Spec, int], ReplicationResult]
+
+
+def replicate(spec: Spec, index: int) -> ReplicationResult:
+    """One replication: the long-run model, then the client transients of its node events."""
+    from sim.clientimpact import attach_client_impact
+
+    seq = np.random.SeedSequence(spec.simulation.seed, spawn_key=(index,))
+    result = run_replication(spec, seq)
+    attach_client_impact(spec, result, seq)
+    result.node_events = []  # summarised above; do not ship them back to the parent
+    return result
+
+
+def replicate_longrun(spec: Spec, index: int) -> ReplicationResult:
+    """One replication of the long-run model alone (no client transients)."""
+    seq = np.random.SeedSequence(spec.simulation.seed, spawn_key=(index,))
+    return run_replication(spec, seq, keep_events=False)
+
+
+@dataclass
+class RunOutcome:
+    results: list[ReplicationResult]
+    stopped_by: str  # "replications", "precision", "max_replications"
+
+
+def relative_half_width(results: list[ReplicationResult]) -> float:
+    """95 % CI half-width of mean unavailability relative to the mean (inf if it is 0)."""
+    from sim.metrics import mean_ci
+
+    u = np.array([r.downtime_s_per_year.sum() / r.horizon_s for r in results])
+    mean, (lo, hi) = mean_ci(u)
+    return float("inf") if mean <= 0 else (hi - lo) / 2 / mean
+
+
+def run(
+    spec: Spec,
+    replications: int | None = None,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    precision: float | None = None,
+    max_replications: int = 2000,
+    progress: bool | None = None,
+    worker: Worker = replicate,
+) -> RunOutcome:
+    n = replications or spec.simulation.replications
+    if progress is None:
+        progress = sys.stderr.isatty()
+    own = None
+    if executor is None and (workers or os.cpu_count() or 1) > 1:
+        own = executor = ProcessPoolExecutor(max_workers=workers or os.cpu_count())
+    results: list[ReplicationResult] = []
+    stopped_by = "replications"
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} replications"),
+                   TimeElapsedColumn(), transient=True, disable=not progress)
+    try:
+        with bar:
+            task = bar.add_task(spec.meta.name, total=n)
+            batch = range(0, n)
+            while True:
+                results.extend(_map(executor, worker, spec, batch, lambda: bar.advance(task)))
+                if precision is None:
+                    break
+                if relative_half_width(results) <= precision:
+                    stopped_by = "precision"
+                    break
+                if len(results) >= max_replications:
+                    stopped_by = "max_replications"
+                    break
+                more = min(len(results), max_replications - len(results))
+                batch = range(len(results), len(results) + more)
+                bar.update(task, total=len(results) + more)
+    finally:
+        if own is not None:
+            own.shutdown()
+    return RunOutcome(results, stopped_by)
+
+
+def _map(executor, worker, spec, indices, tick) -> list[ReplicationResult]:
+    if executor is None:
+        out = []
+        for i in indices:
+            out.append(worker(spec, i))
+            tick()
+        return out
+    futures = [executor.submit(worker, spec, i) for i in indices]
+    out = []
+    for f in futures:  # in index order: the result never depends on completion order
+        out.append(f.result())
+        tick()
+    return out

@@ -1,0 +1,109 @@
+"""The terminal and Markdown report: each metric, its CI, its target, and the verdict in words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sim.metrics import MINUTES_PER_YEAR
+
+
+def nines(a: float) -> str:
+    return f"{a * 100:.5f} %"
+
+
+def _gap_words(value: float, target: float) -> str:
+    """How far an availability is from its target, as downtime minutes per year."""
+    diff = (target - value) * MINUTES_PER_YEAR
+    if diff > 0:
+        return f"misses by {diff:.1f} min/yr of downtime"
+    return f"{-diff:.1f} min/yr to spare"
+
+
+def rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(metric, value, 95 % CI, target, verdict) rows shared by the terminal and Markdown views."""
+    out = []
+    targets = summary["targets"]
+    for kind in ("service", "client_weighted", "message"):
+        a = summary["availability"][kind]
+        t = targets.get(f"availability.{kind}")
+        verdict = ""
+        if t:
+            verdict = ("PASS" if t["pass"] else "FAIL") + ": " + _gap_words(a["mean"], t["target"])
+        out.append((f"availability ({kind.replace('_', '-')})", nines(a["mean"]),
+                    f"{nines(a['ci95'][0])} .. {nines(a['ci95'][1])}",
+                    nines(t["target"]) if t else "-", verdict))
+    d = summary["downtime_minutes_per_year"]
+    budget = d.get("budget_minutes")
+    out.append(("downtime per year (min)", f"{d['mean']:.2f}",
+                f"{d['ci95'][0]:.2f} .. {d['ci95'][1]:.2f}",
+                f"<= {budget:.2f}" if budget is not None else "-",
+                f"p50 {d['p50']:.2f}, p95 {d['p95']:.2f}, p99 {d['p99']:.2f}; "
+                f"{d['p_exceed_budget'] * 100:.1f} % of years over budget" if budget else ""))
+    for key, label, metric in (("rto_minutes", "RTO achieved (min, p99)", "rto_seconds"),
+                               ("rpo_minutes", "RPO achieved (min, p99)", "rpo_seconds")):
+        p = summary[metric]
+        t = targets.get(key)
+        value = "-" if p["p99"] is None else f"{p['p99'] / 60:.2f}"
+        verdict = ""
+        if t:
+            verdict = ("PASS" if t["pass"] else "FAIL") + (
+                f": max {p['max'] / 60:.1f} min over {p['count']} events" if p["count"]
+                else ": not exercised")
+        out.append((label, value, "-", f"<= {t['target']:g}" if t else "-", verdict))
+    return out
+
+
+def worst_cause(summary: dict[str, Any]) -> str:
+    by_cause = summary["downtime_minutes_per_year_by_cause"]
+    if not by_cause:
+        return "No service downtime was simulated."
+    total = sum(by_cause.values())
+    cause, minutes = max(by_cause.items(), key=lambda kv: kv[1])
+    return (f"Most service downtime comes from {cause}: {minutes:.2f} of {total:.2f} min/yr "
+            f"({minutes / total * 100:.0f} %).")
+
+
+def print_report(summary: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    spec = summary["spec"]
+    table = Table(title=f"{spec['meta']['name']}: {summary['replications']} replications x "
+                        f"{summary['years_per_replication']:g} years, seed {summary['seed']}")
+    for col in ("metric", "mean", "95 % CI", "target", "verdict"):
+        table.add_column(col)
+    for r in rows(summary):
+        style = "red" if r[4].startswith("FAIL") else ("green" if r[4].startswith("PASS") else "")
+        table.add_row(*r, style=style)
+    console.print(table)
+    console.print(worst_cause(summary))
+    for line in extra_lines(summary):
+        console.print(line)
+
+
+def extra_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    causes = summary["downtime_minutes_per_year_by_cause"]
+    if causes:
+        lines.append("Service downtime by cause (min/yr): " + ", ".join(
+            f"{c} {m:.3f}" for c, m in sorted(causes.items(), key=lambda kv: -kv[1])))
+    fo = summary["failover_seconds"]
+    if fo:
+        lines.append("Failover seconds as clients see them (p50/p95/p99): " + "; ".join(
+            f"{m} {v['p50']:.1f}/{v['p95']:.1f}/{v['p99']:.1f}" for m, v in fo.items()
+            if v["count"]))
+    for key, stat in summary.get("clients", {}).items():
+        lines.append(f"{key.replace('_', ' ')}: {stat['mean']:.4g} "
+                     f"(95 % CI {stat['ci95'][0]:.4g} .. {stat['ci95'][1]:.4g})")
+    if summary["stopped_by"] == "max_replications":
+        lines.append("Stopped at --max-replications before reaching --precision.")
+    return lines
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    out = [f"# {summary['spec']['meta']['name']}", "",
+           "| metric | mean | 95 % CI | target | verdict |", "|---|---|---|---|---|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows(summary)]
+    out += ["", worst_cause(summary), ""] + [f"- {line}" for line in extra_lines(summary)]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,346 @@
+"""The topology spec (models/*.toml): one pydantic model is validation, defaults and JSON schema.
+
+A component or failure mode the spec leaves out is absent (never fails). Units are in key names.
+Bad input raises `SpecError` whose message is one line naming the key, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sim.distributions import DIST_NAMES, HOUR, Dist, Exponential
+
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+YEAR_S = 365.25 * 24 * HOUR
+
+NODE_MODES = ("crash", "vm", "hang", "disk", "partition")
+
+
+class SpecError(ValueError):
+    """A spec mistake, already phrased as one line for the user."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Meta(_Model):
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class Targets(_Model):
+    availability: Fraction | None = None
+    rto_minutes: PosFloat | None = None
+    rpo_minutes: NonNegFloat | None = None
+
+
+class Simulation(_Model):
+    years: PosFloat = 1000
+    replications: Annotated[int, Field(ge=2, le=100_000)] = 20
+    seed: Annotated[int, Field(ge=0)] = 1
+
+
+class FailureMode(_Model):
+    """Time to failure (`mtbf_hours`, exponential, or a `ttf` table) and time to repair.
+
+    A mode's clock runs only while its component is up: it does not age while down.
+    """
+
+    mtbf_hours: PosFloat | None = None
+    ttf: Dist | None = None
+    repair: Dist
+    crew: bool = Field(True, description="repair needs one of cluster.repair_crews (if > 0)")
+
+    @model_validator(mode="after")
+    def _one_ttf(self) -> FailureMode:
+        if (self.mtbf_hours is None) == (self.ttf is None):
+            raise ValueError("give exactly one of mtbf_hours, ttf")
+        return self
+
+    def ttf_dist(self):
+        if self.ttf is not None:
+            return self.ttf.frozen()
+        return Exponential(dist="exponential", mean_hours=self.mtbf_hours).frozen()
+
+    def mttf_s(self) -> float:
+        return float(self.ttf_dist().mean())
+
+    def mttr_s(self) -> float:
+        return self.repair.mean_seconds()
+
+
+class NodeFailures(_Model):
+    crash: FailureMode | None = Field(None, description="process crash: connections reset at once")
+    vm: FailureMode | None = Field(None, description="VM/host loss: connections vanish silently")
+    hang: FailureMode | None = Field(None, description="grey failure: TCP accepts, MQTT does not")
+    disk: FailureMode | None = Field(None, description="disk loss: node down until rebuilt")
+    partition: FailureMode | None = Field(None, description="node cut off from clients and peers")
+
+    def modes(self) -> dict[str, FailureMode]:
+        return {m: getattr(self, m) for m in NODE_MODES if getattr(self, m) is not None}
+
+
+class Node(_Model):
+    failure: NodeFailures = NodeFailures()
+
+
+class Cluster(_Model):
+    nodes: Annotated[int, Field(ge=1, le=64)]
+    min_nodes_up: Annotated[int, Field(ge=1)] = 1
+    sessions: Literal["memory", "durable"] = "memory"
+    replication_factor: Annotated[int, Field(ge=1, le=64)] = 3
+    repair_crews: Annotated[int, Field(ge=0)] = 0
+    max_conn_rate_per_s: PosFloat | None = Field(None, description="per node; none = unlimited")
+    max_connections: Annotated[int, Field(ge=1)] | None = Field(None, description="per node")
+    overload_connections: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="a node holding more connections than this crashes (cascade)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Cluster:
+        if self.min_nodes_up > self.nodes:
+            raise ValueError(
+                f"cluster.min_nodes_up = {self.min_nodes_up}: must be <= cluster.nodes ({self.nodes})"
+            )
+        return self
+
+
+class Probe(_Model):
+    protocol: Literal["tcp", "http", "mqtt"] = "tcp"
+    interval_s: PosFloat = 5
+    threshold: Annotated[int, Field(ge=1, le=100)] = 1
+    on_down: Literal["continue", "reset"] = Field(
+        "continue", description="established flows when a backend is marked down (Azure: continue)"
+    )
+
+
+class LoadBalancer(_Model):
+    algorithm: Literal["least_connections", "source_ip", "five_tuple", "round_robin"]
+    persistence: Literal["none", "client_ip"] = "none"
+    probe: Probe = Probe()
+    idle_timeout_minutes: Annotated[float, Field(ge=4, le=100)] = 4
+    failure: FailureMode | None = None
+
+
+class Reconnect(_Model):
+    initial_s: PosFloat = 1
+    max_s: PosFloat = 120
+    multiplier: Annotated[float, Field(ge=1)] = 2
+    jitter: Literal["none", "full", "equal", "decorrelated"] = "none"
+
+    @model_validator(mode="after")
+    def _check(self) -> Reconnect:
+        if self.max_s < self.initial_s:
+            raise ValueError(
+                f"clients.reconnect.max_s = {self.max_s}: must be >= initial_s ({self.initial_s})"
+            )
+        return self
+
+
+class Clients(_Model):
+    count: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+    keepalive_s: PosFloat = 60
+    qos: Literal[0, 1, 2] = 1
+    publish_per_s: NonNegFloat = 0.0
+    subscriber_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
+    sites: Annotated[int, Field(ge=1)] = 100
+    connect_timeout_s: PosFloat = 5
+    session_expiry_s: NonNegFloat = 7200
+    reconnect: Reconnect = Reconnect()
+
+
+class Region(_Model):
+    name: str = Field(min_length=1)
+    nodes: Annotated[int, Field(ge=1, le=64)] | None = None
+    weight: PosFloat = 1.0
+    outage: FailureMode | None = None
+
+
+class DisasterRecovery(_Model):
+    mode: Literal["active_active", "active_passive"]
+    failover: Dist = Field(description="time to move a region's traffic to a working region")
+    replication_lag: Dist | None = Field(None, description="age of data not yet in the other region")
+    sessions_replicated: bool = Field(False, description="Cluster Linking does not move sessions")
+
+
+class Maintenance(_Model):
+    kind: Literal["rolling", "hot_patch"] = "rolling"
+    interval_days: PosFloat
+    per_node: Dist
+    evacuate: bool = False
+
+
+class CorrelatedFailure(_Model):
+    name: str = Field(min_length=1)
+    mtbf_hours: PosFloat
+    nodes: Annotated[int, Field(ge=1)]
+    repair: Dist
+
+
+class Spec(_Model):
+    meta: Meta
+    targets: Targets = Targets()
+    simulation: Simulation = Simulation()
+    cluster: Cluster
+    node: Node = Node()
+    lb: LoadBalancer | None = None
+    clients: Clients = Clients()
+    regions: list[Region] = Field(default_factory=list)
+    dr: DisasterRecovery | None = None
+    maintenance: Maintenance | None = None
+    correlated: list[CorrelatedFailure] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Spec:
+        names = [r.name for r in self.regions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"regions.name: duplicate names {names}")
+        for i, n in enumerate(self.region_sizes()):
+            if self.cluster.min_nodes_up > n:
+                raise ValueError(
+                    f"regions.{i}.nodes = {n}: must be >= cluster.min_nodes_up "
+                    f"({self.cluster.min_nodes_up})"
+                )
+            for c in self.correlated:
+                if c.nodes > n:
+                    raise ValueError(f"correlated.nodes = {c.nodes}: must be <= nodes per region ({n})")
+        if len(self.regions) > 1 and self.dr is None:
+            raise ValueError("dr: required when there is more than one region")
+        return self
+
+    def region_sizes(self) -> list[int]:
+        if not self.regions:
+            return [self.cluster.nodes]
+        return [r.nodes or self.cluster.nodes for r in self.regions]
+
+    def region_names(self) -> list[str]:
+        return [r.name for r in self.regions] or ["main"]
+
+
+# ---------------------------------------------------------------------------- loading and errors
+
+
+def _resolve_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the last key of `loc`, to list the allowed keys."""
+    model: Any = Spec
+    for part in loc[:-1]:
+        if isinstance(part, int) or part in DIST_NAMES:
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return None
+        model = _model_of(field.annotation)
+        if model is None:
+            return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if p not in DIST_NAMES and not str(p).startswith("function-"))
+
+
+def format_error(err: ValidationError) -> str:
+    """One line for the first error (the count of others in brackets)."""
+    e = err.errors(include_url=False)[0]
+    key = _key(tuple(e["loc"]))
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    kind = e["type"]
+    if kind == "missing":
+        return f"{key}: missing; this key is required{more}"
+    if kind == "extra_forbidden":
+        model = _resolve_model(tuple(e["loc"]))
+        allowed = ", ".join(model.model_fields) if model else "see `twin schema`"
+        return f"{key}: unknown key; allowed here: {allowed}{more}"
+    if kind == "union_tag_invalid":
+        return f"{key}.dist = {e['input'].get('dist')!r}: unknown distribution; allowed: " + (
+            ", ".join(DIST_NAMES) + more
+        )
+    if kind == "union_tag_not_found":
+        return f"{key}.dist: missing; allowed: {', '.join(DIST_NAMES)}{more}"
+    msg = e["msg"].removeprefix("Value error, ")
+    if kind == "value_error" and msg.split(" ", 1)[0].count(".") and "=" in msg:
+        return msg + more  # the validator already named the key and value
+    value = e.get("input")
+    shown = "" if isinstance(value, dict) else f" = {value!r}"
+    return f"{key or '(top level)'}{shown}: {msg}{more}"
+
+
+def parse_spec(data: dict[str, Any]) -> Spec:
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(format_error(err)) from None
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value (arrays included) replaces the base's."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A TOML file with `extends = "base.toml"` (relative to it) and `unset = ["dotted.key"]`."""
+    if path.resolve() in seen:
+        raise SpecError(f"{path}: extends forms a cycle")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML: {err}") from None
+    base_name = data.pop("extends", None)
+    unset = data.pop("unset", [])
+    if base_name is None:
+        if unset:
+            raise SpecError(f"{path}: unset = {unset!r}: only allowed together with extends")
+        return data
+    if not isinstance(base_name, str):
+        raise SpecError(f"{path}: extends = {base_name!r}: must be a file name (string)")
+    base = _read_toml(path.parent / base_name, seen + (path.resolve(),))
+    if not isinstance(unset, list) or not all(isinstance(k, str) for k in unset):
+        raise SpecError(f"{path}: unset = {unset!r}: must be a list of dotted keys")
+    for dotted in unset:
+        table, *rest = dotted.split(".")
+        holder = base
+        for part in [table, *rest][:-1]:
+            holder = holder.get(part, {}) if isinstance(holder, dict) else {}
+        if not isinstance(holder, dict) or [table, *rest][-1] not in holder:
+            raise SpecError(f"{path}: unset = {dotted!r}: the base has no such key")
+        del holder[[table, *rest][-1]]
+    return _merge(base, data)
+
+
+def load_spec(path: str | Path) -> Spec:
+    path = Path(path)
+    data = _read_toml(path)
+    try:
+        return parse_spec(data)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None

@@ -1,0 +1,212 @@
+"""`twin`: the one place that wires sim and lab together.
+
+Every user mistake ends in one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+
+from sim.spec import Spec, SpecError, load_spec
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in an input file, already phrased for the user."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0")
+    return value
+
+
+def _with_overrides(spec: Spec, args: argparse.Namespace) -> Spec:
+    update = {k: v for k, v in (("years", getattr(args, "years", None)),
+                                ("replications", getattr(args, "replications", None)),
+                                ("seed", getattr(args, "seed", None))) if v is not None}
+    if not update:
+        return spec
+    if update.get("replications", 2) < 2:
+        raise UsageError("--replications: must be >= 2 for a confidence interval")
+    return spec.model_copy(update={"simulation": spec.simulation.model_copy(update=update)})
+
+
+def _executor(args: argparse.Namespace):
+    if not getattr(args, "dask", None):
+        return None, None
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UsageError("--dask: dask.distributed is not installed (pip install 'mqtt-ha-twin[dask]')") from None
+    if args.dask == "local":
+        client = Client(LocalCluster(n_workers=args.workers or 2, threads_per_worker=1,
+                                     processes=True, dashboard_address=None))
+    else:
+        client = Client(args.dask)
+    return client.get_executor(), client
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from sim.metrics import summarise, to_json
+    from sim.montecarlo import run
+    from sim.report import markdown, print_report
+
+    spec = _with_overrides(load_spec(args.spec), args)
+    executor, client = _executor(args)
+    try:
+        outcome = run(spec, executor=executor, workers=args.workers, precision=args.precision,
+                      max_replications=args.max_replications)
+    finally:
+        if client is not None:
+            client.close()
+    summary = summarise(spec, outcome.results, outcome.stopped_by)
+    print_report(summary)
+    if args.json:
+        _write(Path(args.json), to_json(summary))
+    if args.markdown:
+        _write(Path(args.markdown), markdown(summary))
+    if args.plots:
+        from sim.plots import write_plots
+
+        for path in write_plots(summary, outcome.results, Path(args.plots)):
+            print(f"plot: {path}")
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"{path}: cannot write ({err.strerror})") from None
+    print(f"wrote {path}")
+
+
+def cmd_analytic(args: argparse.Namespace) -> int:
+    from sim.analytic import AnalyticUnsupported, solve
+    from sim.metrics import summarise
+    from sim.montecarlo import replicate_longrun, run
+    from sim.report import nines
+
+    spec = _with_overrides(load_spec(args.spec), args)
+    try:
+        exact = solve(spec)
+    except AnalyticUnsupported as err:
+        raise UsageError(f"{args.spec}: no closed form: {err}") from None
+    outcome = run(spec, workers=args.workers, worker=replicate_longrun)
+    sim = summarise(spec, outcome.results)["availability"]["service"]
+    inside = sim["ci95"][0] <= exact.service <= sim["ci95"][1]
+    console = Console()
+    console.print(f"method: {exact.method}")
+    if exact.node is not None:
+        console.print(f"node availability        {nines(exact.node)}")
+    console.print(f"cluster (>= {spec.cluster.min_nodes_up} up)       {nines(exact.cluster)}")
+    console.print(f"load balancer            {nines(exact.lb)}")
+    console.print(f"region                   {nines(exact.region)}")
+    console.print(f"service, analytic        {nines(exact.service)}")
+    console.print(f"service, simulated       {nines(sim['mean'])}  95 % CI "
+                  f"{nines(sim['ci95'][0])} .. {nines(sim['ci95'][1])}  "
+                  f"({'analytic inside the CI' if inside else 'analytic OUTSIDE the CI'})")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    print(f"{args.spec}: valid ({spec.meta.name}, regions {spec.region_names()}, "
+          f"failure modes {list(spec.node.failure.modes())})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(Spec.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from sim.bench import benchmarks
+
+    for name, value, unit in benchmarks(workers=args.workers or 2):
+        print(f"{name}: {value:.3f} {unit}", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="twin", description="Digital twin of an HA EMQX cluster")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def run_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("spec", help="topology file (models/*.toml)")
+        sp.add_argument("--years", type=_positive_float, help="simulated years per replication")
+        sp.add_argument("--replications", type=_positive_int)
+        sp.add_argument("--seed", type=int)
+        sp.add_argument("--workers", type=_positive_int, help="processes (default: all cores)")
+
+    s = sub.add_parser("simulate", help="availability study of a topology")
+    run_opts(s)
+    s.add_argument("--json", metavar="OUT", help="write the metrics JSON (DESIGN §2)")
+    s.add_argument("--markdown", metavar="OUT", help="write the report as Markdown")
+    s.add_argument("--plots", metavar="DIR", help="write PNG plots")
+    s.add_argument("--precision", type=_positive_float, metavar="R",
+                   help="add replications until the relative CI half-width of unavailability <= R")
+    s.add_argument("--max-replications", type=_positive_int, default=2000)
+    s.add_argument("--dask", metavar="ADDRESS", help="run on a dask.distributed scheduler ('local' starts one)")
+    s.set_defaults(func=cmd_simulate)
+
+    a = sub.add_parser("analytic", help="exact node-level answer beside the simulation")
+    run_opts(a)
+    a.set_defaults(func=cmd_analytic)
+
+    c = sub.add_parser("check", help="validate a topology file")
+    c.add_argument("spec")
+    c.set_defaults(func=cmd_check)
+
+    sub.add_parser("schema", help="print the topology JSON schema").set_defaults(func=cmd_schema)
+
+    b = sub.add_parser("bench", help="print speed figures")
+    b.add_argument("--workers", type=_positive_int)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SpecError, UsageError) as err:
+        print(f"twin: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("twin: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
