@@ -1,12 +1,270 @@
-"""Client impact of node events (filled in by the transient model)."""
+"""What the long-run model's node events cost clients: transients drawn from pools per state class.
+
+A transient depends on the event kind and the region's state (nodes up, clients, policies), not on
+the simulated year, so each distinct class is simulated `POOL_SIZE` times once per process, from a
+seed derived from the class alone (the same pool on every worker), and each event draws one pool
+entry. DESIGN §1.
+"""
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from sim.longrun import ReplicationResult
+from sim.longrun import NodeEvent, ReplicationResult
 from sim.spec import Spec
+from sim.transient import HORIZON_CAP_S, Scenario, TransientResult, simulate
+
+POOL_SIZE = 16
+SAMPLE_PER_ENTRY = 256  # client outages kept per pool entry for the failover percentiles
+SAMPLE_PER_REPLICATION = 2000
+POOL_SALT = 0x5EED
+POOL_MAX_CLIENTS = 10_000  # larger regions are simulated scaled down (fluid scaling), see pool()
 
 
-def attach_client_impact(spec: Spec, result: ReplicationResult, seq: np.random.SeedSequence) -> None:
+def mode_of(cause: str) -> tuple[str, int]:
+    """Transient mode and number of nodes hit for a long-run event cause."""
+    if cause.startswith("node."):
+        return cause.removeprefix("node."), 1
+    if cause == "maintenance":
+        return "stop", 1
+    if cause == "cascade":
+        return "crash", 1
+    return "vm", 1  # correlated events arrive one node at a time, silently
+
+
+def region_clients(spec: Spec) -> list[int]:
+    """Clients homed in each region: by weight when active-active, all in the first otherwise."""
+    count = spec.clients.count
+    if len(spec.region_sizes()) == 1:
+        return [count]
+    if spec.dr is not None and spec.dr.mode == "active_passive":
+        return [count] + [0] * (len(spec.regions) - 1)
+    weights = np.array([r.weight for r in spec.regions])
+    shares = np.floor(count * weights / weights.sum()).astype(int)
+    shares[0] += count - shares.sum()
+    return shares.tolist()
+
+
+def _repair_dist(spec: Spec, cause: str):
+    modes = spec.node.failure.modes()
+    if cause.startswith("node."):
+        return modes[cause.removeprefix("node.")].repair.frozen()
+    if cause == "maintenance" and spec.maintenance is not None:
+        return spec.maintenance.per_node.frozen()
+    if cause == "cascade" and "crash" in modes:
+        return modes["crash"].repair.frozen()
+    for c in spec.correlated:
+        if cause == f"correlated.{c.name}":
+            return c.repair.frozen()
     return None
+
+
+def scenario_for(spec: Spec, region: int, cause: str, up_before: int, return_after_s: float,
+                 scale: float = 1.0) -> Scenario:
+    """The transient of `cause` in `region`; `scale` < 1 shrinks clients and every per-node
+    capacity alike, which keeps each client's experience (fluid scaling)."""
+    n = spec.region_sizes()[region]
+    mode, hit = mode_of(cause)
+    lb, cl, cluster = spec.lb, spec.clients, spec.cluster
+    probe = lb.probe if lb is not None else None
+    return Scenario(
+        nodes=n, failed=tuple(range(hit)), mode=mode,
+        clients=max(1, round(region_clients(spec)[region] * scale)),
+        down_before=tuple(range(up_before, n)), return_after_s=return_after_s,
+        algorithm=lb.algorithm if lb else "round_robin",
+        persistence=lb.persistence if lb else "none", sites=cl.sites,
+        probe_protocol=probe.protocol if probe else "tcp",
+        probe_interval_s=probe.interval_s if probe else 5.0,
+        probe_threshold=probe.threshold if probe else 1,
+        on_down=probe.on_down if probe else "continue",
+        keepalive_s=cl.keepalive_s, connect_timeout_s=cl.connect_timeout_s,
+        initial_s=cl.reconnect.initial_s, max_s=cl.reconnect.max_s,
+        multiplier=cl.reconnect.multiplier, jitter=cl.reconnect.jitter,
+        max_conn_rate_per_s=_scaled(cluster.max_conn_rate_per_s, scale, integer=False),
+        listen_backlog=_scaled(cluster.listen_backlog, scale),
+        max_connections=_scaled(cluster.max_connections, scale),
+        overload_connections=_scaled(cluster.overload_connections, scale),
+        sessions=cluster.sessions, replication_factor=cluster.replication_factor,
+        evacuate=spec.maintenance.evacuate if spec.maintenance else False,
+        qos=cl.qos, publish_per_s=cl.publish_per_s, subscriber_fraction=cl.subscriber_fraction,
+    )
+
+
+def _scaled(value, scale: float, integer: bool = True):
+    if value is None or scale == 1.0:
+        return value
+    return max(1, round(value * scale)) if integer else value * scale
+
+
+@dataclass
+class PoolEntry:
+    client_seconds: float
+    affected: int
+    sessions_lost: int
+    qos1_lost: float
+    qos0_lost: float
+    duplicates: float
+    cascade: bool
+    outage_sample: np.ndarray
+
+
+def _entry(result: TransientResult, rng: np.random.Generator, scale: float) -> PoolEntry:
+    out = result.outage_s
+    sample = rng.choice(out, size=min(SAMPLE_PER_ENTRY, len(out)), replace=False) if len(out) \
+        else np.empty(0)
+    up = 1.0 / scale  # extensive figures back to the full region
+    return PoolEntry(float(np.minimum(out, HORIZON_CAP_S).sum()) * up, round(len(out) * up),
+                     round(int((~result.session_present).sum()) * up), result.qos1_lost * up,
+                     result.qos0_lost * up, result.duplicates * up, result.cascade, sample)
+
+
+_POOLS: dict[tuple, list[PoolEntry]] = {}
+
+
+def spec_id(spec: Spec) -> int:
+    return zlib.crc32(spec.model_dump_json().encode())
+
+
+def pool(spec: Spec, region: int, cause: str, up_before: int, spec_key: int | None = None
+         ) -> list[PoolEntry]:
+    """The pool of transients of one state class (regions alike in size and clients share it)."""
+    clients = region_clients(spec)[region]
+    cls = (spec.region_sizes()[region], clients, cause, up_before)
+    key = (spec_id(spec) if spec_key is None else spec_key, *cls)
+    if key not in _POOLS:
+        rng = np.random.default_rng(np.random.SeedSequence(
+            spec.simulation.seed, spawn_key=(POOL_SALT, zlib.crc32(repr(cls).encode()))))
+        repair = _repair_dist(spec, cause)
+        scale = min(1.0, POOL_MAX_CLIENTS / clients) if clients else 1.0
+        entries = []
+        for _ in range(POOL_SIZE):
+            back = float(repair.rvs(random_state=rng)) if repair is not None else float("inf")
+            result = simulate(scenario_for(spec, region, cause, up_before, back, scale), rng)
+            entries.append(_entry(result, rng, scale))
+        _POOLS[key] = entries
+    return _POOLS[key]
+
+
+@dataclass
+class ClientImpact:
+    """Online accumulator: the long-run model calls it at each node event."""
+
+    spec: Spec
+    rng: np.random.Generator
+    client_seconds: float = 0.0
+    sessions_lost: int = 0
+    qos1_lost: float = 0.0
+    qos0_lost: float = 0.0
+    duplicates: float = 0.0
+    cascades: int = 0
+    events: int = 0
+    client_seconds_by_cause: dict[str, float] = field(default_factory=dict)
+    # (cause, region, nodes up before) -> how often each pool entry was drawn
+    drawn: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)
+    _pools: dict[tuple[str, int, int], list[PoolEntry]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._clients = region_clients(self.spec)
+        self._spec_key = spec_id(self.spec)
+
+    def __call__(self, event: NodeEvent) -> bool:
+        """Account one event; True if it overloads a survivor into a cascade."""
+        if not self._clients[event.region]:
+            return False  # a standby region: nobody is connected there
+        key = (event.cause, event.region, event.nodes_up_before)
+        entries = self._pools.get(key)
+        if entries is None:
+            entries = self._pools[key] = pool(self.spec, event.region, event.cause,
+                                              event.nodes_up_before, self._spec_key)
+        i = int(self.rng.integers(len(entries)))
+        e = entries[i]
+        self.events += 1
+        self.client_seconds += e.client_seconds
+        self.client_seconds_by_cause[event.cause] = (
+            self.client_seconds_by_cause.get(event.cause, 0.0) + e.client_seconds)
+        self.sessions_lost += e.sessions_lost
+        self.qos1_lost += e.qos1_lost
+        self.qos0_lost += e.qos0_lost
+        self.duplicates += e.duplicates
+        self.cascades += e.cascade
+        if key not in self.drawn:
+            self.drawn[key] = np.zeros(len(entries), dtype=np.int64)
+        self.drawn[key][i] += 1
+        return e.cascade
+
+    def failover_samples(self) -> dict[str, np.ndarray]:
+        """Per cause, a sample of client outages: every affected client of every event weighs
+        the same."""
+        values: dict[str, list[np.ndarray]] = {}
+        weights: dict[str, list[np.ndarray]] = {}
+        for (cause, region, up), counts in sorted(self.drawn.items()):
+            for e, c in zip(self._pools[(cause, region, up)], counts, strict=True):
+                if c and len(e.outage_sample):
+                    values.setdefault(cause, []).append(e.outage_sample)
+                    weights.setdefault(cause, []).append(
+                        np.full(len(e.outage_sample), c * e.affected / len(e.outage_sample)))
+        out = {}
+        for cause in sorted(values):
+            v, w = np.concatenate(values[cause]), np.concatenate(weights[cause])
+            out[cause] = self.rng.choice(v, size=SAMPLE_PER_REPLICATION, p=w / w.sum())
+        return out
+
+
+def attach_client_impact(spec: Spec, result: ReplicationResult, impact: ClientImpact | None
+                         ) -> None:
+    """Turn the accumulator into the replication's client metrics."""
+    if impact is None or spec.clients.count == 0:
+        return
+    count = spec.clients.count
+    result.client_failover_s = impact.failover_samples()
+    service_down_s = float(result.downtime_s_per_year.sum())
+    result.client_down_s = impact.client_seconds / count + service_down_s
+    by_cause = {c: v / count for c, v in impact.client_seconds_by_cause.items()}
+    for c, v in result.downtime_s_by_cause.items():  # everyone is cut off in a service outage
+        by_cause[c] = by_cause.get(c, 0.0) + v
+    result.client_down_s_by_cause = by_cause
+    cl = spec.clients
+    published = count * cl.subscriber_fraction * cl.publish_per_s * result.horizon_s
+    if published > 0:
+        lost = impact.qos1_lost if cl.qos >= 1 else (
+            impact.qos0_lost + count * cl.publish_per_s * service_down_s)
+        result.message_delivery = 1.0 - lost / published
+    years = result.horizon_s / (365.25 * 86400)
+    result.client_extra = {
+        "qos1_lost_per_year": impact.qos1_lost / years,
+        "duplicates_per_year": impact.duplicates / years,
+        "sessions_lost_per_year": impact.sessions_lost / years,
+        "cascades_per_year": impact.cascades / years,
+        "cascade_probability_per_event": impact.cascades / impact.events if impact.events else 0.0,
+    }
+
+
+def capacity_figures(spec: Spec) -> dict[str, dict[str, float | None]]:
+    """Connections per survivor and peak reconnect rate after N-1 and N-2 crashes (largest
+    region, full scale, fixed seed)."""
+    clients = region_clients(spec)
+    region = int(np.argmax(clients))
+    n = spec.region_sizes()[region]
+    out: dict[str, dict[str, float | None]] = {}
+    for lost in (1, 2):
+        if n - lost < 1 or not clients[region]:
+            continue
+        rng = np.random.default_rng(np.random.SeedSequence(spec.simulation.seed,
+                                                           spawn_key=(POOL_SALT, 7, lost)))
+        sc = scenario_for(spec, region, "node.crash", n - lost + 1, float("inf"))
+        r = simulate(sc, rng)
+        survivors = [j for j in range(n) if j not in sc.failed and j not in sc.down_before]
+        out[f"n_minus_{lost}"] = {
+            "connections_per_node_max": float(r.counts_after[survivors].max()),
+            "connections_per_node_mean": float(r.counts_after[survivors].mean()),
+            "peak_reconnects_per_s": float(r.peak_arrivals_per_s[survivors].max()),
+            "max_conn_rate_per_s": spec.cluster.max_conn_rate_per_s,
+            "overload_connections": spec.cluster.overload_connections,
+            "cascade": bool(r.cascade),
+            "outage_p50_s": float(np.percentile(r.outage_s, 50)) if len(r.outage_s) else None,
+            "outage_p95_s": float(np.percentile(r.outage_s, 95)) if len(r.outage_s) else None,
+        }
+    return out

@@ -8,6 +8,7 @@ when it has no outage, its LB is up and at least `cluster.min_nodes_up` nodes ar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,7 @@ class ReplicationResult:
     message_delivery: float | None = None  # delivered / published, QoS >= 1
     client_failover_s: dict[str, np.ndarray] = field(default_factory=dict)
     client_extra: dict[str, float] = field(default_factory=dict)
+    client_down_s_by_cause: dict[str, float] = field(default_factory=dict)  # per client
 
 
 class _Node:
@@ -221,8 +223,10 @@ class _Share:
 
 class LongRunModel:
     def __init__(self, spec: Spec, rng: np.random.Generator, horizon_s: float,
-                 keep_events: bool = True) -> None:
+                 keep_events: bool = False, on_node_event: Callable[[NodeEvent], bool] | None = None
+                 ) -> None:
         self.spec, self.rng, self.horizon = spec, rng, horizon_s
+        self.on_node_event = on_node_event
         self.env = simpy.Environment()
         self.regions_spec = spec.regions or [None]
         self.keep_events = keep_events
@@ -247,6 +251,9 @@ class LongRunModel:
         else:
             self.shares = [_Share(1.0, 0)]
         self.total_weight = sum(s.weight for s in self.shares)
+        crash = spec.node.failure.crash
+        self.cascade_repair = BufferedSampler(
+            crash.repair.frozen() if crash else _expon(60.0), rng)  # assumption without a crash mode
         if dr is not None:
             self.failover_time = BufferedSampler(dr.failover.frozen(), rng)
             self.lag = BufferedSampler(dr.replication_lag.frozen(), rng) if dr.replication_lag else None
@@ -258,8 +265,23 @@ class LongRunModel:
 
     def node_event(self, region: int, cause: str, before: int, after: int) -> None:
         self.count(cause, True)
-        if self.keep_events:
-            self.node_events.append(NodeEvent(self.env.now, region, cause, before, after))
+        if self.keep_events or self.on_node_event is not None:
+            event = NodeEvent(self.env.now, region, cause, before, after)
+            if self.keep_events:
+                self.node_events.append(event)
+            if self.on_node_event is not None and self.on_node_event(event):
+                self.env.process(self._cascade(region))
+
+    def _cascade(self, region: int):
+        """A survivor pushed past its overload threshold crashes too (it restarts like a crash)."""
+        r = self.regions[region]
+        up = [node for node in r.nodes if node.down_reasons == 0]
+        if not up:
+            return
+        node = up[0]
+        node.go_down("cascade")
+        yield self.env.timeout(self.cascade_repair())
+        node.go_up("cascade")
 
     def update(self, cause: str) -> None:
         now = self.env.now
@@ -345,8 +367,8 @@ class LongRunModel:
         )
 
 
-def run_replication(spec: Spec, seed_seq: np.random.SeedSequence,
-                    keep_events: bool = True) -> ReplicationResult:
+def run_replication(spec: Spec, seed_seq: np.random.SeedSequence, keep_events: bool = False,
+                    on_node_event: Callable[[NodeEvent], bool] | None = None) -> ReplicationResult:
     rng = np.random.default_rng(seed_seq)
     horizon = spec.simulation.years * YEAR_S
-    return LongRunModel(spec, rng, horizon, keep_events).run()
+    return LongRunModel(spec, rng, horizon, keep_events, on_node_event).run()

@@ -102,6 +102,13 @@ def summarise(spec: Spec, results: list[ReplicationResult], stopped_by: str = "r
     extra = _merge_extra(results)
     if extra:
         out["clients"] = extra
+        client_causes = sorted({c for r in results for c in r.client_down_s_by_cause})
+        out["client_downtime_minutes_per_year_by_cause"] = {
+            c: sum(r.client_down_s_by_cause.get(c, 0.0) for r in results) / 60 / years_total
+            for c in client_causes}
+        from sim.clientimpact import capacity_figures
+
+        out["capacity"] = capacity_figures(spec)
     out["targets"] = judge(spec, out)
     out["spec"] = spec.model_dump(mode="json")
     return out

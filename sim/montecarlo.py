@@ -23,19 +23,22 @@ Worker = Callable[[Spec, int], ReplicationResult]
 
 def replicate(spec: Spec, index: int) -> ReplicationResult:
     """One replication: the long-run model, then the client transients of its node events."""
-    from sim.clientimpact import attach_client_impact
+    from sim.clientimpact import ClientImpact, attach_client_impact
 
     seq = np.random.SeedSequence(spec.simulation.seed, spawn_key=(index,))
-    result = run_replication(spec, seq)
-    attach_client_impact(spec, result, seq)
-    result.node_events = []  # summarised above; do not ship them back to the parent
+    impact = None
+    if spec.clients.count:
+        impact = ClientImpact(spec, np.random.default_rng(
+            np.random.SeedSequence(spec.simulation.seed, spawn_key=(index, 1))))
+    result = run_replication(spec, seq, on_node_event=impact)
+    attach_client_impact(spec, result, impact)
     return result
 
 
 def replicate_longrun(spec: Spec, index: int) -> ReplicationResult:
     """One replication of the long-run model alone (no client transients)."""
     seq = np.random.SeedSequence(spec.simulation.seed, spawn_key=(index,))
-    return run_replication(spec, seq, keep_events=False)
+    return run_replication(spec, seq)
 
 
 @dataclass

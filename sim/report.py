@@ -57,13 +57,21 @@ def rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
 
 def worst_cause(summary: dict[str, Any]) -> str:
-    by_cause = summary["downtime_minutes_per_year_by_cause"]
-    if not by_cause:
-        return "No service downtime was simulated."
-    total = sum(by_cause.values())
-    cause, minutes = max(by_cause.items(), key=lambda kv: kv[1])
-    return (f"Most service downtime comes from {cause}: {minutes:.2f} of {total:.2f} min/yr "
-            f"({minutes / total * 100:.0f} %).")
+    lines = []
+    for key, what in (("downtime_minutes_per_year_by_cause", "service downtime"),
+                      ("client_downtime_minutes_per_year_by_cause", "client downtime")):
+        by_cause = summary.get(key)
+        if by_cause is None:
+            continue
+        if not by_cause or sum(by_cause.values()) == 0:
+            lines.append(f"No {what} was simulated.")
+            continue
+        total = sum(by_cause.values())
+        cause, minutes = max(by_cause.items(), key=lambda kv: kv[1])
+        lines.append(f"Most {what} comes from {cause}: {minutes:.2f} of {total:.2f} min/yr "
+                     f"per {'client' if what.startswith('client') else 'year'} "
+                     f"({minutes / total * 100:.0f} %).")
+    return " ".join(lines)
 
 
 def print_report(summary: dict[str, Any], console: Console | None = None) -> None:
@@ -96,6 +104,13 @@ def extra_lines(summary: dict[str, Any]) -> list[str]:
     for key, stat in summary.get("clients", {}).items():
         lines.append(f"{key.replace('_', ' ')}: {stat['mean']:.4g} "
                      f"(95 % CI {stat['ci95'][0]:.4g} .. {stat['ci95'][1]:.4g})")
+    for name, cap in summary.get("capacity", {}).items():
+        limit = cap["max_conn_rate_per_s"]
+        lines.append(
+            f"{name.replace('_minus_', '-').upper()}: up to {cap['connections_per_node_max']:.0f} "
+            f"connections per survivor (overload at {cap['overload_connections'] or 'unset'}), "
+            f"peak {cap['peak_reconnects_per_s']:.0f} reconnects/s per survivor against a limit of "
+            f"{limit if limit else 'none'}" + ("; CASCADE" if cap["cascade"] else ""))
     if summary["stopped_by"] == "max_replications":
         lines.append("Stopped at --max-replications before reaching --precision.")
     return lines

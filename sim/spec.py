@@ -99,6 +99,7 @@ class Cluster(_Model):
     replication_factor: Annotated[int, Field(ge=1, le=64)] = 3
     repair_crews: Annotated[int, Field(ge=0)] = 0
     max_conn_rate_per_s: PosFloat | None = Field(None, description="per node; none = unlimited")
+    listen_backlog: Annotated[int, Field(ge=1)] = Field(1024, description="accept queue per node")
     max_connections: Annotated[int, Field(ge=1)] | None = Field(None, description="per node")
     overload_connections: Annotated[int, Field(ge=1)] | None = Field(
         None, description="a node holding more connections than this crashes (cascade)"

@@ -1,0 +1,468 @@
+"""Failover transients, vectorised over clients (NumPy): what devices on a failed node go through.
+
+One transient = one failure event in one region. The clients of the failed node(s) notice the loss,
+back off, are routed by the LB, queue at a survivor's connection-rate limit and find their session
+present or gone. Time 0 is the failure; all times are seconds. `sim/transient_reference.py` is a
+per-client SimPy model with the same semantics, used as the oracle in tests.
+
+Semantics shared by both models (each is an assumption stated once, here):
+* detection: crash, disk loss and a graceful stop reset connections at once; a VM loss, hang or
+  partition is noticed by the client's keepalive (PINGREQ after up to one keepalive of silence, then
+  one keepalive for PINGRESP: uniform in [k, 2k], mean 1.5 k). With `probe.on_down = "reset"` the LB
+  also resets flows when it marks the backend down.
+* LB probe: a TCP probe fails on a dead port or host but passes on a hung node; http and mqtt
+  probes fail on a hung node too. Marked down after U(0, interval) + (threshold - 1) x interval.
+* an attempt routed to a failed node is refused at once (crash, disk, stop) or times out after
+  `connect_timeout_s` (VM loss, partition, hang: the kernel may accept, MQTT never answers).
+* admission at a survivor is FIFO through a token bucket of `max_conn_rate_per_s` behind a listen
+  backlog: an attempt that finds `listen_backlog` connections waiting is dropped (its SYN is lost:
+  it times out without using a slot); one that waits longer than the connect timeout fails but
+  still uses its slot (the broker accepts a socket the client has closed).
+* least connections counts established plus pending connections; ties go to the lowest node index.
+* memory sessions survive only when the client gets back to its original node while that node's
+  memory survived (hang, partition); durable sessions resume while a majority of the session's
+  replicas is up.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SILENT = ("vm", "hang", "partition")  # noticed by keepalive, attempts to the node time out
+REFUSING = ("crash", "disk", "stop")  # connections reset at once, attempts refused
+MODES = SILENT + REFUSING
+MEMORY_SURVIVES = ("hang", "partition")  # the node's memory (and its sessions) outlive the fault
+MAX_MQUEUE = 1000  # EMQX default max_mqueue_len (FACTS.md)
+BUCKET_S = 0.05  # time resolution of the vectorised model in the first STEP_GROWTH_S ...
+STEP_GROWTH_S = 30.0  # ... after which steps widen in proportion to t (clients spread out by then)
+HORIZON_CAP_S = 48 * 3600.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything one transient depends on (and nothing about the simulated year)."""
+
+    nodes: int
+    failed: tuple[int, ...]
+    mode: str
+    clients: int
+    down_before: tuple[int, ...] = ()
+    return_after_s: float = float("inf")  # when the failed nodes are healthy again
+    algorithm: str = "least_connections"
+    persistence: str = "none"
+    sites: int = 100
+    probe_protocol: str = "tcp"
+    probe_interval_s: float = 5.0
+    probe_threshold: int = 1
+    on_down: str = "continue"
+    keepalive_s: float = 60.0
+    connect_timeout_s: float = 5.0
+    initial_s: float = 1.0
+    max_s: float = 120.0
+    multiplier: float = 2.0
+    jitter: str = "none"
+    max_conn_rate_per_s: float | None = None
+    listen_backlog: int = 1024
+    max_connections: int | None = None
+    overload_connections: int | None = None
+    sessions: str = "memory"
+    replication_factor: int = 3
+    evacuate: bool = False
+    qos: int = 1
+    publish_per_s: float = 0.0
+    subscriber_fraction: float = 0.5
+    rtt_s: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode = {self.mode!r}: allowed {', '.join(MODES)}")
+
+
+@dataclass
+class TransientResult:
+    outage_s: np.ndarray  # per affected client: failure to CONNACK
+    session_present: np.ndarray  # per affected client
+    final_node: np.ndarray  # per affected client
+    counts_after: np.ndarray  # connections per node when all are back (failed nodes included)
+    peak_arrivals_per_s: np.ndarray  # per node: most attempts in any one second
+    limit_per_s: float | None
+    qos1_lost: float  # expected QoS >= 1 messages lost (subscribers without a surviving session)
+    qos0_lost: float
+    duplicates: float
+    cascade: bool
+    attempts: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- shared pieces
+
+
+def initial_placement(sc: Scenario, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(node, site) of every client of the region before the failure."""
+    up = np.array([i for i in range(sc.nodes) if i not in sc.down_before])
+    site = np.arange(sc.clients) % sc.sites
+    if sc.algorithm == "source_ip" and sc.persistence == "none":
+        return up[site_hash(sc.sites)[site] % len(up)], site
+    if sc.persistence == "client_ip":  # sites were spread by the first choice, then stuck
+        return up[site % len(up)], site
+    if sc.algorithm == "five_tuple":
+        return up[rng.integers(len(up), size=sc.clients)], site
+    return up[np.arange(sc.clients) % len(up)], site
+
+
+def site_hash(sites: int) -> np.ndarray:
+    """A fixed pseudo-random hash of each site's address (the same in every run)."""
+    return np.random.default_rng(20261126).integers(0, 2**31, size=sites)
+
+
+def detection_times(sc: Scenario, n: int, rng: np.random.Generator, lb_down_s: np.ndarray
+                    ) -> np.ndarray:
+    """When each affected client notices the loss."""
+    if sc.mode in REFUSING:
+        return np.zeros(n)
+    d = rng.uniform(sc.keepalive_s, 2 * sc.keepalive_s, size=n)
+    if sc.on_down == "reset":
+        d = np.minimum(d, lb_down_s.min())
+    return d
+
+
+def lb_down_times(sc: Scenario, rng: np.random.Generator) -> np.ndarray:
+    """When the LB stops routing to each failed node (inf if its probe keeps passing)."""
+    passes = sc.mode == "hang" and sc.probe_protocol == "tcp"
+    first = rng.uniform(0, sc.probe_interval_s, size=len(sc.failed))
+    t = first + (sc.probe_threshold - 1) * sc.probe_interval_s
+    return np.full(len(sc.failed), np.inf) if passes else t
+
+
+def backoff(sc: Scenario, attempt: np.ndarray, prev: np.ndarray, rng: np.random.Generator
+            ) -> np.ndarray:
+    """Delay before attempt number `attempt` (0 = first reconnect)."""
+    base = np.minimum(sc.initial_s * sc.multiplier ** np.minimum(attempt, 64), sc.max_s)
+    if sc.jitter == "none":
+        return base
+    if sc.jitter == "full":
+        return rng.uniform(0, base)
+    if sc.jitter == "equal":
+        return base / 2 + rng.uniform(0, base / 2)
+    return np.minimum(sc.max_s, rng.uniform(sc.initial_s, np.maximum(3 * prev, sc.initial_s)))
+
+
+def session_survival(sc: Scenario, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Durable sessions: does a majority of each session's replicas survive the failure?"""
+    if sc.sessions != "durable":
+        return np.zeros(n, dtype=bool)
+    alive = sc.nodes - len(sc.failed) - len(sc.down_before)
+    dead = sc.nodes - alive
+    rf = min(sc.replication_factor, sc.nodes)
+    up_replicas = rng.hypergeometric(alive, dead, rf, size=n) if dead else np.full(n, rf)
+    return up_replicas > rf // 2
+
+
+def message_outcome(sc: Scenario, outage: np.ndarray, present: np.ndarray, n_subscribers: int
+                    ) -> tuple[float, float, float]:
+    """Expected QoS>=1 lost, QoS 0 lost, duplicates for the affected clients."""
+    rate = sc.publish_per_s
+    sub_out, sub_present = outage[:n_subscribers], present[:n_subscribers]
+    published = rate * sub_out
+    if sc.qos == 0:
+        return 0.0, float(published.sum()), 0.0
+    lost = np.where(sub_present, np.maximum(published - MAX_MQUEUE, 0.0), published).sum()
+    # A publisher's unacknowledged QoS 1 message is resent after reconnect; half the time the
+    # broker had routed it already (assumption): a duplicate.
+    publishers = len(outage) - n_subscribers
+    dup = 0.0 if sc.qos == 2 else publishers * min(1.0, rate * sc.rtt_s) * 0.5
+    return float(lost), 0.0, float(dup)
+
+
+def finish(sc: Scenario, outage, final_node, orig_node, counts, arrivals_node, arrivals_t,
+           rng, attempts: int, limit) -> TransientResult:
+    n = len(outage)
+    survives = session_survival(sc, n, rng)
+    back_home = final_node == orig_node
+    memory_ok = sc.mode in MEMORY_SURVIVES
+    if sc.mode == "stop" and sc.evacuate:
+        present = np.ones(n, dtype=bool)
+    else:
+        present = survives | (back_home & memory_ok)
+    n_sub = int(round(n * sc.subscriber_fraction))
+    lost, lost0, dup = message_outcome(sc, outage, present, n_sub)
+    peak = np.zeros(sc.nodes, dtype=np.int64)
+    if len(arrivals_t):
+        sec = np.floor(arrivals_t).astype(np.int64)
+        key = arrivals_node.astype(np.int64) * (sec.max() + 1) + sec
+        uniq, cnt = np.unique(key, return_counts=True)
+        np.maximum.at(peak, uniq // (sec.max() + 1), cnt)
+    cascade = sc.overload_connections is not None and bool(counts.max() > sc.overload_connections)
+    return TransientResult(outage, present, final_node, counts, peak, limit, lost, lost0, dup,
+                           cascade, attempts)
+
+
+# ---------------------------------------------------------------------------- vectorised model
+
+
+def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
+    node_of, site_of = initial_placement(sc, rng)
+    failed = np.array(sc.failed)
+    hit = np.isin(node_of, failed)
+    orig = node_of[hit]
+    site = site_of[hit]
+    n = int(hit.sum())
+    counts = np.bincount(node_of[~hit], minlength=sc.nodes).astype(np.int64)  # established
+    pending = np.zeros(sc.nodes, dtype=np.int64)
+    lb_down = lb_down_times(sc, rng)
+    detect = detection_times(sc, n, rng, lb_down)
+    attempt = np.zeros(n, dtype=np.int64)
+    prev = np.full(n, sc.initial_s)
+    delay = backoff(sc, attempt, prev, rng)
+    prev = delay
+    next_a = detect + delay
+    outage = np.full(n, np.nan)
+    final = np.full(n, -1)
+    rate = sc.max_conn_rate_per_s
+    next_free = np.zeros(sc.nodes)
+    sticky = _initial_sticky(sc)
+    hashes = site_hash(sc.sites)
+    is_failed = np.zeros(sc.nodes, dtype=bool)
+    is_failed[failed] = True
+    lb_down_of = np.full(sc.nodes, np.inf)
+    lb_down_of[failed] = lb_down
+    absent = np.zeros(sc.nodes, dtype=bool)
+    absent[list(sc.down_before)] = True
+    refuse_now = sc.mode in REFUSING
+
+    calendar = _Calendar()
+    calendar.push(next_a, np.arange(n), ATTEMPT)
+    arrivals_node: list[np.ndarray] = []
+    arrivals_t: list[np.ndarray] = []
+    attempts = 0
+    for t0, idx, a in calendar.steps(pending):
+        if t0 > HORIZON_CAP_S:
+            break
+        healthy = ~absent & (~is_failed | (t0 >= sc.return_after_s))
+        in_rotation = ~absent & (healthy | (t0 < lb_down_of))
+        rot = np.flatnonzero(in_rotation)
+        attempts += len(idx)
+        if not len(rot):  # nothing to connect to: everyone backs off again
+            chosen = np.full(len(idx), -1)
+        else:
+            chosen = _choose(sc, rot, idx, site, counts + pending, sticky, hashes, rng)
+        arrivals_node.append(chosen)
+        arrivals_t.append(a)
+        fail_t = np.full(len(idx), np.nan)
+        ok_h = (chosen >= 0) & healthy[np.maximum(chosen, 0)]
+        bad = ~ok_h & (chosen >= 0)
+        fail_t[chosen < 0] = a[chosen < 0]
+        fail_t[bad] = a[bad] + (0.0 if refuse_now else sc.connect_timeout_s)
+        for j in np.unique(chosen[ok_h]):
+            sel = np.flatnonzero(chosen == j)
+            if sc.max_connections is not None:
+                room = max(sc.max_connections - int(counts[j] + pending[j]), 0)
+                refused = sel[room:]
+                fail_t[refused] = a[refused]
+                sel = sel[:room]
+            if not len(sel):
+                continue
+            aj = a[sel]
+            if rate is None:
+                start = aj
+            else:
+                start, next_free[j] = admit(aj, next_free[j], rate, sc.listen_backlog / rate)
+            wait = start - aj  # nan: dropped at a full backlog
+            good = wait <= sc.connect_timeout_s
+            won = idx[sel[good]]
+            outage[won] = start[good]
+            final[won] = j
+            counts[j] += int(good.sum())
+            late = sel[~good]
+            fail_t[late] = a[late] + sc.connect_timeout_s
+        failed_now = np.flatnonzero(~np.isnan(fail_t))
+        if len(failed_now):
+            who = idx[failed_now]
+            # Attempts that waited on a node hold a connection there until they fail.
+            holding = failed_now[(chosen[failed_now] >= 0) & (fail_t[failed_now] > a[failed_now])]
+            if len(holding):
+                np.add.at(pending, chosen[holding], 1)
+                calendar.push(fail_t[holding], chosen[holding], RELEASE)
+            attempt[who] += 1
+            d = backoff(sc, attempt[who], prev[who], rng)
+            prev[who] = d
+            next_a[who] = fail_t[failed_now] + d
+            calendar.push(next_a[who], who, ATTEMPT)
+    never = np.isnan(outage)
+    outage[never] = HORIZON_CAP_S
+    all_nodes = np.concatenate(arrivals_node) if arrivals_node else np.empty(0, int)
+    all_t = np.concatenate(arrivals_t) if arrivals_t else np.empty(0)
+    keep = all_nodes >= 0
+    return finish(sc, outage, final, orig, counts, all_nodes[keep], all_t[keep], rng, attempts,
+                  rate)
+
+
+ATTEMPT, RELEASE = 0, 1
+COARSE_S = 1.0
+
+
+class _Calendar:
+    """Future attempts and connection releases: filed by the coarse second (cheap to file),
+    served in fine steps of BUCKET_S in time order."""
+
+    def __init__(self) -> None:
+        self.store: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self.heap: list[int] = []
+
+    def push(self, times: np.ndarray, values: np.ndarray, kind: int) -> None:
+        if not len(times):
+            return
+        keys = np.floor(times / COARSE_S).astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        keys, times, values = keys[order], times[order], values[order]
+        cuts = (np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist()
+        kinds = np.full(len(times), kind, dtype=np.int8)
+        for lo, hi in zip([0, *cuts], [*cuts, len(keys)], strict=True):
+            key = int(keys[lo])
+            if key not in self.store:
+                heapq.heappush(self.heap, key)
+                self.store[key] = []
+            self.store[key].append((times[lo:hi], values[lo:hi], kinds[lo:hi]))
+
+    def _take(self, key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = self.store.pop(key)
+        t = np.concatenate([p[0] for p in parts])
+        v = np.concatenate([p[1] for p in parts])
+        k = np.concatenate([p[2] for p in parts])
+        order = np.argsort(t, kind="stable")
+        return t[order], v[order], k[order]
+
+    def steps(self, pending: np.ndarray):
+        """Yield (step start, client indices, attempt times) in time order, applying releases to
+        `pending` first; what is pushed meanwhile is merged in."""
+        while self.heap:
+            key = heapq.heappop(self.heap)
+            if key not in self.store:
+                continue
+            t, v, k = self._take(key)
+            pos = 0
+            while pos < len(t):
+                width = BUCKET_S * max(1.0, t[pos] / STEP_GROWTH_S)
+                step_start = np.floor(t[pos] / width) * width
+                end = int(np.searchsorted(t, step_start + width, side="left"))
+                end = max(end, pos + 1)
+                seg_v, seg_k, seg_t = v[pos:end], k[pos:end], t[pos:end]
+                pos = end
+                released = seg_k == RELEASE
+                if released.any():
+                    np.subtract.at(pending, seg_v[released], 1)
+                attempt = ~released
+                if attempt.any():
+                    yield step_start, seg_v[attempt], seg_t[attempt]
+                if key in self.store:  # pushed into this very second: merge
+                    t2, v2, k2 = self._take(key)
+                    t = np.concatenate((t[pos:], t2))
+                    v = np.concatenate((v[pos:], v2))
+                    k = np.concatenate((k[pos:], k2))
+                    order = np.argsort(t, kind="stable")
+                    t, v, k, pos = t[order], v[order], k[order], 0
+
+
+def admit(a: np.ndarray, next_free: float, rate: float, max_wait: float
+          ) -> tuple[np.ndarray, float]:
+    """Token-bucket FIFO admission of sorted arrivals `a`; an arrival that would wait longer than
+    `max_wait` (the backlog is full) is dropped (start = nan) and uses no slot.
+
+    Alternates two closed forms: while arrivals find room, start_k = k/r + max(next_free,
+    cummax(a_l - l/r)); while the backlog is full, slots come every 1/r and each goes to the first
+    later arrival that finds room."""
+    m = len(a)
+    out = np.full(m, np.nan)
+    i, nf = 0, next_free
+    while i < m:
+        seg = a[i:]
+        k = np.arange(len(seg))
+        start = k / rate + np.maximum(nf, np.maximum.accumulate(seg - k / rate))
+        ok = start - seg <= max_wait
+        if ok.all():
+            out[i:] = start
+            return out, float(start[-1] + 1 / rate)
+        k0 = int(np.argmin(ok))
+        out[i : i + k0] = start[:k0]
+        nf = float(start[k0 - 1] + 1 / rate) if k0 else nf
+        i += k0
+        # Saturated from arrival i on (it is dropped): slot q opens at nf + q/r.
+        q = np.arange(m - i)
+        slots = nf + q / rate
+        first = np.searchsorted(a, slots - max_wait, side="left")
+        taker = q + np.maximum.accumulate(first - q)  # each arrival takes at most one slot
+        valid = taker < m
+        taker, slots = taker[valid], slots[valid]
+        late = a[taker] > slots  # the queue ran empty before this arrival: not saturated now
+        k1 = int(np.argmax(late)) if late.any() else len(taker)
+        out[taker[:k1]] = slots[:k1]
+        if k1:
+            nf = float(slots[k1 - 1] + 1 / rate)
+        if k1 == len(taker):
+            return out, nf
+        i = int(taker[k1])
+    return out, nf
+
+
+def _initial_sticky(sc: Scenario) -> np.ndarray | None:
+    if sc.persistence != "client_ip":
+        return None
+    up = np.array([i for i in range(sc.nodes) if i not in sc.down_before])
+    return up[np.arange(sc.sites) % len(up)].astype(np.int64)
+
+
+def _choose(sc: Scenario, rot: np.ndarray, idx: np.ndarray, site: np.ndarray, load: np.ndarray,
+            sticky: np.ndarray | None, hashes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The LB's choice of node for each attempt (in arrival order)."""
+    if sticky is not None:
+        s = site[idx]
+        chosen = sticky[s].copy()
+        stale = ~np.isin(chosen, rot)
+        if stale.any():
+            load = load.copy()
+            # Each stale site picks anew at its first attempt; its later attempts follow.
+            first = {}
+            for pos in np.flatnonzero(stale):
+                st = int(s[pos])
+                if st not in first:
+                    first[st] = _pick_one(sc, rot, load, st, hashes, rng)
+                    sticky[st] = first[st]
+                chosen[pos] = first[st]
+                load[first[st]] += 1
+        return chosen
+    if sc.algorithm == "source_ip":
+        return rot[hashes[site[idx]] % len(rot)]
+    if sc.algorithm in ("five_tuple", "round_robin"):
+        return rot[rng.integers(len(rot), size=len(idx))]
+    return _least_connections(rot, load, len(idx))
+
+
+def _pick_one(sc, rot, load, st, hashes, rng) -> int:
+    if sc.algorithm == "source_ip":
+        return int(rot[hashes[st] % len(rot)])
+    if sc.algorithm in ("five_tuple", "round_robin"):
+        return int(rot[rng.integers(len(rot))])
+    return int(rot[np.argmin(load[rot])])
+
+
+def _least_connections(rot: np.ndarray, load: np.ndarray, m: int) -> np.ndarray:
+    """Sequential least-connections for m arrivals: arrival k takes the k-th lowest free slot,
+    slots ordered by (level, node index) - the same as m argmin steps with ties to the lowest."""
+    c = load[rot].astype(np.int64)
+    # Water level: the lowest L with at least m free slots below it.
+    lo, hi = int(c.min()), int(c.min()) + m
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if np.maximum(mid - c, 0).sum() >= m:
+            hi = mid
+        else:
+            lo = mid + 1
+    per = np.maximum(lo - c, 0)
+    node = np.repeat(np.arange(len(rot)), per)
+    level = np.concatenate([np.arange(ci, ci + p) for ci, p in zip(c, per, strict=True)]) \
+        if per.sum() else np.empty(0, np.int64)
+    order = np.lexsort((node, level))[:m]
+    return rot[node[order]]

@@ -1,0 +1,118 @@
+"""Per-client SimPy model of one failover transient: the oracle for sim/transient.py.
+
+One SimPy process per client, exact event order, the same semantics (see sim/transient.py).
+Slow by design; use it for small N only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import simpy
+
+from sim.transient import (
+    REFUSING,
+    Scenario,
+    TransientResult,
+    _initial_sticky,
+    detection_times,
+    finish,
+    initial_placement,
+    lb_down_times,
+    site_hash,
+)
+
+
+def _backoff_one(sc: Scenario, attempt: int, prev: float, rng: np.random.Generator) -> float:
+    base = min(sc.initial_s * sc.multiplier ** min(attempt, 64), sc.max_s)
+    if sc.jitter == "none":
+        return base
+    if sc.jitter == "full":
+        return float(rng.uniform(0, base))
+    if sc.jitter == "equal":
+        return base / 2 + float(rng.uniform(0, base / 2))
+    return min(sc.max_s, float(rng.uniform(sc.initial_s, max(3 * prev, sc.initial_s))))
+
+
+def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResult:
+    node_of, site_of = initial_placement(sc, rng)
+    failed = set(sc.failed)
+    hit = np.isin(node_of, list(failed))
+    orig, site = node_of[hit], site_of[hit]
+    n = int(hit.sum())
+    counts = np.bincount(node_of[~hit], minlength=sc.nodes).astype(np.int64)
+    pending = np.zeros(sc.nodes, dtype=np.int64)
+    lb_down = dict(zip(sc.failed, lb_down_times(sc, rng), strict=True))
+    detect = detection_times(sc, n, rng, np.array(list(lb_down.values())))
+    next_free = np.zeros(sc.nodes)
+    sticky = _initial_sticky(sc)
+    hashes = site_hash(sc.sites)
+    outage = np.full(n, np.nan)
+    final = np.full(n, -1)
+    arrivals: list[tuple[int, float]] = []
+    rate = sc.max_conn_rate_per_s
+    env = simpy.Environment()
+
+    def healthy(j: int) -> bool:
+        return j not in sc.down_before and (j not in failed or env.now >= sc.return_after_s)
+
+    def rotation() -> list[int]:
+        return [j for j in range(sc.nodes) if j not in sc.down_before
+                and (healthy(j) or env.now < lb_down[j])]
+
+    def pick(rot: list[int], s: int) -> int:
+        load = counts + pending
+        if sticky is not None and sticky[s] in rot:
+            return int(sticky[s])
+        if sc.algorithm == "source_ip":
+            j = rot[hashes[s] % len(rot)]
+        elif sc.algorithm in ("five_tuple", "round_robin"):
+            j = rot[int(rng.integers(len(rot)))]
+        else:
+            j = min(rot, key=lambda x: (load[x], x))
+        if sticky is not None:
+            sticky[s] = j
+        return int(j)
+
+    def client(i: int):
+        yield env.timeout(detect[i])
+        attempt, prev = 0, sc.initial_s
+        while True:
+            prev = _backoff_one(sc, attempt, prev, rng)
+            yield env.timeout(prev)
+            attempt += 1
+            rot = rotation()
+            if not rot:
+                continue
+            j = pick(rot, int(site[i]))
+            a = env.now
+            arrivals.append((j, a))
+            if not healthy(j):
+                if sc.mode not in REFUSING:
+                    pending[j] += 1
+                    yield env.timeout(sc.connect_timeout_s)
+                    pending[j] -= 1
+                continue
+            if sc.max_connections is not None and counts[j] + pending[j] >= sc.max_connections:
+                continue
+            start = a if rate is None else max(a, next_free[j])
+            if rate is not None and start - a > sc.listen_backlog / rate:  # backlog full: SYN lost
+                pending[j] += 1
+                yield env.timeout(sc.connect_timeout_s)
+                pending[j] -= 1
+                continue
+            if rate is not None:
+                next_free[j] = start + 1 / rate
+            if start - a <= sc.connect_timeout_s:
+                counts[j] += 1
+                outage[i], final[i] = start, j
+                return
+            pending[j] += 1
+            yield env.timeout(sc.connect_timeout_s)
+            pending[j] -= 1
+
+    for i in range(n):
+        env.process(client(i))
+    env.run()
+    nodes = np.array([j for j, _ in arrivals], dtype=np.int64)
+    times = np.array([t for _, t in arrivals])
+    return finish(sc, outage, final, orig, counts, nodes, times, rng, len(arrivals), rate)
