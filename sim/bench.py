@@ -6,8 +6,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from sim.montecarlo import replicate_longrun, run
 from sim.spec import load_spec
+from sim.transient import Scenario, simulate
+from sim.transient_reference import simulate_reference
 
 REFERENCE = Path(__file__).resolve().parent.parent / "models" / "renata-reference.toml"
 
@@ -25,3 +29,22 @@ def benchmarks(reference: Path = REFERENCE, workers: int = 2) -> Iterator[tuple[
     yield ("longrun_reference_1000y_x20_s",
            _timed(lambda: run(spec, workers=workers, worker=replicate_longrun, progress=False)),
            "s")
+    rng = np.random.default_rng(1)
+    # One transient of 1,000,000 clients in one region with the reference's client/LB policies.
+    from sim.clientimpact import scenario_for
+
+    ref = scenario_for(spec, 0, "node.crash", spec.region_sizes()[0], 30.0)
+    big = Scenario(**{**ref.__dict__, "clients": 1_000_000})
+    t_vec = min(_timed(lambda: simulate(big, rng)) for _ in range(3))
+    yield "transient_1m_clients_s", t_vec, "s"
+    storm = Scenario(**{**big.__dict__, "max_conn_rate_per_s": 1000.0, "jitter": "full"})
+    yield "transient_1m_clients_storm_1000_per_s_s", _timed(lambda: simulate(storm, rng)), "s"
+    hang = Scenario(**{**big.__dict__, "mode": "hang", "return_after_s": 900.0})
+    yield "transient_1m_clients_hang_tcp_probe_900s_s", _timed(lambda: simulate(hang, rng)), "s"
+    # The same 1M-client transient with one SimPy process per client.
+    t_ref = _timed(lambda: simulate_reference(big, rng))
+    yield "per_client_model_1m_clients_s", t_ref, "s"
+    yield "speedup_vs_per_client_model", t_ref / t_vec, "x"
+    full = spec.model_copy(update={"clients": spec.clients.model_copy(update={"count": 100_000})})
+    yield ("reference_100k_clients_1000y_x20_s",
+           _timed(lambda: run(full, workers=workers, progress=False)), "s")

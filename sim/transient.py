@@ -37,7 +37,7 @@ MODES = SILENT + REFUSING
 MEMORY_SURVIVES = ("hang", "partition")  # the node's memory (and its sessions) outlive the fault
 MAX_MQUEUE = 1000  # EMQX default max_mqueue_len (FACTS.md)
 BUCKET_S = 0.05  # time resolution of the vectorised model in the first STEP_GROWTH_S ...
-STEP_GROWTH_S = 30.0  # ... after which steps widen in proportion to t (clients spread out by then)
+STEP_GROWTH_S = 10.0  # ... after which steps widen in proportion to t (clients spread out by then)
 HORIZON_CAP_S = 48 * 3600.0
 
 
@@ -94,7 +94,9 @@ class TransientResult:
     duplicates: float
     cascade: bool
     attempts: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
+    arrivals_node: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    arrivals_t: np.ndarray = field(default_factory=lambda: np.empty(0))
+    initial_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 # ---------------------------------------------------------------------------- shared pieces
@@ -197,7 +199,7 @@ def finish(sc: Scenario, outage, final_node, orig_node, counts, arrivals_node, a
         np.maximum.at(peak, uniq // (sec.max() + 1), cnt)
     cascade = sc.overload_connections is not None and bool(counts.max() > sc.overload_connections)
     return TransientResult(outage, present, final_node, counts, peak, limit, lost, lost0, dup,
-                           cascade, attempts)
+                           cascade, attempts, arrivals_node, arrivals_t)
 
 
 # ---------------------------------------------------------------------------- vectorised model
@@ -422,16 +424,21 @@ def _choose(sc: Scenario, rot: np.ndarray, idx: np.ndarray, site: np.ndarray, lo
         chosen = sticky[s].copy()
         stale = ~np.isin(chosen, rot)
         if stale.any():
+            # Each stale site picks anew at its first attempt, seeing the load of every earlier
+            # attempt of this step; its later attempts follow it.
             load = load.copy()
-            # Each stale site picks anew at its first attempt; its later attempts follow.
-            first = {}
-            for pos in np.flatnonzero(stale):
-                st = int(s[pos])
-                if st not in first:
-                    first[st] = _pick_one(sc, rot, load, st, hashes, rng)
-                    sticky[st] = first[st]
-                chosen[pos] = first[st]
-                load[first[st]] += 1
+            sites, first = np.unique(s[stale], return_index=True)
+            positions = np.flatnonzero(stale)[first]
+            order = np.argsort(positions)
+            chosen[stale] = -1
+            done = 0
+            for st, pos in zip(sites[order].tolist(), positions[order].tolist(), strict=True):
+                seg = chosen[done:pos]
+                load += np.bincount(seg[seg >= 0], minlength=len(load))
+                done = pos
+                pick = _pick_one(sc, rot, load, st, hashes, rng)
+                sticky[st] = pick
+                chosen[stale & (s == st)] = pick
         return chosen
     if sc.algorithm == "source_ip":
         return rot[hashes[site[idx]] % len(rot)]

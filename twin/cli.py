@@ -138,6 +138,26 @@ def cmd_analytic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_storm(args: argparse.Namespace) -> int:
+    from sim.spec import NODE_MODES
+    from sim.storm import plot_storm, run_storm, storm_summary
+
+    spec = load_spec(args.spec)
+    n = spec.region_sizes()[0]
+    if not 0 <= args.fail < n:
+        raise UsageError(f"--fail = {args.fail}: must be a node index 0..{n - 1}")
+    if args.mode not in NODE_MODES:
+        raise UsageError(f"--mode = {args.mode!r}: allowed {', '.join(NODE_MODES)}")
+    if not spec.clients.count:
+        raise UsageError(f"{args.spec}: clients.count = 0: nothing to storm")
+    sc, result = run_storm(spec, args.fail, f"node.{args.mode}", return_after_s=args.return_after)
+    for line in storm_summary(spec, sc, result):
+        print(line)
+    path = plot_storm(sc, result, Path(args.plot), f"{spec.meta.name}: node {args.fail} {args.mode}")
+    print(f"plot: {path}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     print(f"{args.spec}: valid ({spec.meta.name}, regions {spec.region_names()}, "
@@ -183,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analytic", help="exact node-level answer beside the simulation")
     run_opts(a)
     a.set_defaults(func=cmd_analytic)
+
+    st = sub.add_parser("storm", help="one failover in detail, with a plot")
+    st.add_argument("spec")
+    st.add_argument("--fail", type=int, default=0, metavar="NODE", help="node index (default 0)")
+    st.add_argument("--mode", default="crash", help="crash, vm, hang, disk or partition")
+    st.add_argument("--return-after", type=_positive_float, default=float("inf"), metavar="S",
+                    help="seconds until the failed node is healthy again (default: never)")
+    st.add_argument("--plot", default="out/storm.png", metavar="PNG")
+    st.set_defaults(func=cmd_storm)
 
     c = sub.add_parser("check", help="validate a topology file")
     c.add_argument("spec")

@@ -1,0 +1,145 @@
+"""The vectorised transient model against its per-client SimPy oracle, and its properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from sim.metrics import mean_ci
+from sim.transient import Scenario, admit, simulate
+from sim.transient_reference import simulate_reference
+
+SCENARIOS = {
+    "crash, least connections, tcp probe": Scenario(
+        nodes=3, failed=(0,), mode="crash", clients=300, return_after_s=30),
+    "storm saturating max_conn_rate": Scenario(
+        nodes=3, failed=(1,), mode="crash", clients=600, max_conn_rate_per_s=20, listen_backlog=40,
+        jitter="full", return_after_s=float("inf")),
+    "source-IP imbalance, 3 sites, VM loss": Scenario(
+        nodes=3, failed=(1,), mode="vm", clients=300, algorithm="source_ip", sites=3,
+        keepalive_s=10, jitter="full", return_after_s=600),
+    "hung node behind a TCP probe": Scenario(
+        nodes=3, failed=(0,), mode="hang", clients=240, keepalive_s=10, return_after_s=90),
+    "hang behind an http probe, reset, durable sessions": Scenario(
+        nodes=5, failed=(0,), mode="hang", clients=500, probe_protocol="http", on_down="reset",
+        sessions="durable", jitter="equal", max_conn_rate_per_s=30, listen_backlog=30,
+        return_after_s=900),
+    "partition, round robin, decorrelated jitter, max_connections": Scenario(
+        nodes=4, failed=(2,), mode="partition", clients=400, algorithm="round_robin",
+        keepalive_s=10, jitter="decorrelated", max_connections=120, return_after_s=60),
+    "client-IP persistence over least connections, crash": Scenario(
+        nodes=3, failed=(0,), mode="crash", clients=600, persistence="client_ip", sites=12,
+        probe_threshold=2, return_after_s=40),
+}
+REPS = 150
+
+
+def _runs(model, sc: Scenario, seed: int, reps: int):
+    rng = np.random.default_rng(seed)
+    p50, p95, one, present = [], [], [], []
+    for _ in range(reps):
+        r = model(sc, rng)
+        p50.append(np.percentile(r.outage_s, 50))
+        p95.append(np.percentile(r.outage_s, 95))
+        one.append(r.outage_s[rng.integers(len(r.outage_s))])  # one client per run: iid for KS
+        present.append(r.session_present.mean())
+    return np.array(p50), np.array(p95), np.array(one), np.array(present)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_vectorised_agrees_with_per_client_reference(name: str) -> None:
+    sc = SCENARIOS[name]
+    ref = _runs(simulate_reference, sc, 1, REPS)
+    vec = _runs(simulate, sc, 2, 4 * REPS)  # 4x the runs: its own noise is small beside the CI
+    for label, r, v in (("p50", ref[0], vec[0]), ("p95", ref[1], vec[1])):
+        mean, (lo, hi) = mean_ci(r)
+        tol = 1e-9 * max(1.0, abs(mean))  # a CI of zero width (deterministic) still needs ==
+        print(f"{name} {label}: reference {mean:.3f} [{lo:.3f}, {hi:.3f}], vectorised {v.mean():.3f}")
+        assert lo - tol <= v.mean() <= hi + tol, label
+    ks = stats.ks_2samp(ref[2], vec[2])
+    print(f"{name}: KS {ks.statistic:.3f}, p = {ks.pvalue:.3f}")
+    assert ks.pvalue >= 0.01
+    assert ref[3].mean() == pytest.approx(vec[3].mean(), abs=0.05)
+
+
+def test_storm_scenario_saturates_the_limit() -> None:
+    """The storm scenario above is a storm: survivors receive attempts faster than they admit."""
+    r = simulate(SCENARIOS["storm saturating max_conn_rate"], np.random.default_rng(0))
+    assert r.peak_arrivals_per_s.max() > 5 * 20
+
+
+def test_hung_node_behind_tcp_probe_holds_clients_until_it_returns() -> None:
+    sc = SCENARIOS["hung node behind a TCP probe"]
+    r = simulate(sc, np.random.default_rng(0))
+    assert np.median(r.outage_s) >= sc.return_after_s  # the LB kept sending them back to it
+    http = Scenario(**{**sc.__dict__, "probe_protocol": "http"})
+    r_http = simulate(http, np.random.default_rng(0))
+    assert np.median(r_http.outage_s) < 2 * 2 * sc.keepalive_s  # keepalive, then a survivor
+
+
+def test_admit_matches_a_plain_fifo_loop() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        m = int(rng.integers(1, 200))
+        a = np.sort(rng.uniform(0, rng.uniform(0.01, 5), m))
+        nf, rate, wait = rng.uniform(0, 3), rng.uniform(1, 100), rng.uniform(0, 2)
+        out, last = admit(a, nf, rate, wait)
+        expect = np.full(m, np.nan)
+        for i, x in enumerate(a):
+            start = max(x, nf)
+            if start - x <= wait:
+                expect[i], nf = start, start + 1 / rate
+        np.testing.assert_allclose(out, expect)
+        assert last == pytest.approx(nf)
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+storms = st.fixed_dictionaries({
+    "clients": st.integers(30, 1500),
+    "rate": st.one_of(st.none(), st.floats(5, 500)),
+    "backlog": st.integers(5, 500),
+    "timeout": st.floats(1, 10),
+    "initial": st.floats(0.2, 3),
+})
+
+
+def _storm(d, **over) -> Scenario:
+    base = dict(nodes=3, failed=(0,), mode="crash", clients=d["clients"],
+                max_conn_rate_per_s=d["rate"], listen_backlog=d["backlog"],
+                connect_timeout_s=d["timeout"], initial_s=d["initial"], probe_interval_s=1e-6,
+                return_after_s=float("inf"))
+    base.update(over)
+    return Scenario(**base)
+
+
+@settings(max_examples=40, deadline=None)
+@given(storms, st.integers(2, 6))
+def test_more_nodes_never_raise_client_outage(d, nodes: int) -> None:
+    small = simulate(_storm(d, nodes=nodes), np.random.default_rng(0))
+    big = simulate(_storm(d, nodes=nodes + 1), np.random.default_rng(0))
+    assert big.outage_s.sum() <= small.outage_s.sum() + 1e-9
+    assert big.outage_s.max() <= small.outage_s.max() + 1e-9
+
+
+@settings(max_examples=40, deadline=None)
+@given(storms, st.sampled_from(["full", "equal", "decorrelated"]))
+def test_jitter_never_raises_the_peak_reconnect_rate(d, jitter: str) -> None:
+    plain = simulate(_storm(d), np.random.default_rng(0))
+    jittered = simulate(_storm(d, jitter=jitter), np.random.default_rng(0))
+    assert jittered.peak_arrivals_per_s.max() <= plain.peak_arrivals_per_s.max()
+
+
+@settings(max_examples=40, deadline=None)
+@given(storms, st.sampled_from(["crash", "vm", "hang", "partition", "disk"]),
+       st.integers(3, 5), st.floats(0.1, 50))
+def test_durable_sessions_never_lose_more_than_memory(d, mode: str, nodes: int, rate: float
+                                                      ) -> None:
+    common = dict(mode=mode, nodes=nodes, keepalive_s=5, publish_per_s=rate, return_after_s=120)
+    memory = simulate(_storm(d, sessions="memory", **common), np.random.default_rng(0))
+    durable = simulate(_storm(d, sessions="durable", **common), np.random.default_rng(0))
+    assert durable.qos1_lost <= memory.qos1_lost + 1e-9
+    assert durable.session_present.sum() >= memory.session_present.sum()
