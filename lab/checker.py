@@ -1,0 +1,98 @@
+"""What a recorded history means (in the spirit of Jepsen's total-queue checker).
+
+A pure function of the records in lab/history.py; no Docker needed to test it. Its output is the
+summary schema that calibration reads (lab/SCHEMA.md).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+
+def _pcts(x: list[float]) -> dict[str, float | None]:
+    if not x:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "count": 0}
+    p50, p95, p99 = np.percentile(x, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(max(x)),
+            "count": len(x)}
+
+
+def check(records: list[dict[str, Any]]) -> dict[str, Any]:
+    sent: dict[tuple[str, int], float] = {}
+    acked: set[tuple[str, int]] = set()
+    received: dict[tuple[str, int], int] = defaultdict(int)
+    latencies: list[float] = []
+    reordered = 0
+    last_seq: dict[tuple[str, str], int] = {}
+    events_by_client: dict[str, list[tuple[float, str, bool]]] = defaultdict(list)
+    fault_start = fault_end = None
+    stop_t = next((r["t"] for r in records if r["ev"] == "stop"), float("inf"))
+    for r in records:
+        ev = r["ev"]
+        if ev in ("connect", "disconnect") and r["t"] >= stop_t:
+            continue  # the fleet's own shutdown
+        if ev == "send":
+            sent[(r["p"], r["s"])] = r["t"]
+        elif ev == "ack":
+            acked.add((r["p"], r["s"]))
+        elif ev == "recv":
+            key = (r["p"], r["s"])
+            received[key] += 1
+            if received[key] == 1:
+                latencies.append(r["t"] - r["ts"])
+                stream = (r["c"], r["p"])
+                if stream in last_seq and r["s"] < last_seq[stream]:
+                    reordered += 1
+                last_seq[stream] = max(last_seq.get(stream, -1), r["s"])
+        elif ev in ("connect", "disconnect"):
+            events_by_client[r["c"]].append((r["t"], ev, bool(r.get("sp", False))))
+        elif ev == "fault":
+            if r["phase"] == "start" and fault_start is None:
+                fault_start = r["t"]
+            elif r["phase"] == "end":
+                fault_end = r["t"]
+
+    outages: list[float] = []
+    never_back: list[str] = []
+    reconnects = present = 0
+    for client, evs in events_by_client.items():
+        evs.sort()
+        down_since = None
+        seen_connect = False
+        for t, ev, sp in evs:
+            if ev == "disconnect" and seen_connect and down_since is None:
+                down_since = t
+            elif ev == "connect":
+                if seen_connect and down_since is not None:
+                    outages.append(t - down_since)
+                    if client.split("-")[-1].startswith("s"):  # persistent subscribers
+                        reconnects += 1
+                        present += sp
+                down_since = None
+                seen_connect = True
+        if down_since is not None:
+            never_back.append(client)
+
+    acked_lost = sorted(k for k in acked if received.get(k, 0) == 0)
+    unacked_lost = [k for k in sent if k not in acked and received.get(k, 0) == 0]
+    duplicates = sum(n - 1 for n in received.values() if n > 1)
+    return {
+        "messages": {
+            "sent": len(sent), "acknowledged": len(acked),
+            "received_unique": sum(1 for n in received.values() if n > 0),
+            "acknowledged_lost": len(acked_lost), "lost_unacknowledged": len(unacked_lost),
+            "duplicated": duplicates, "reordered": reordered,
+            "acknowledged_lost_examples": [list(k) for k in acked_lost[:10]],
+        },
+        "delivery_latency_s": _pcts(latencies),
+        "client_outage_s": _pcts(outages),
+        "client_outages": [float(x) for x in outages],
+        "clients": {"seen": len(events_by_client), "disconnects": len(outages) + len(never_back),
+                    "not_reconnected": sorted(never_back)},
+        "sessions": {"reconnects": reconnects, "present": present,
+                     "present_ratio": present / reconnects if reconnects else None},
+        "fault": {"start": fault_start, "end": fault_end},
+    }

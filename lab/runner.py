@@ -1,0 +1,101 @@
+"""Run a scenario against the lab: history as JSON lines while it runs, then the checker's summary.
+
+Output per repetition in OUT: `<scenario>-<k>.jsonl` (the history) and `<scenario>-<k>.json`
+(the summary, schema in lab/SCHEMA.md).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lab.checker import check
+from lab.cluster import Lab, LabConfig, LabError
+from lab.faults import FaultGuard, heal, netem_available
+from lab.fleet import Fleet
+from lab.history import HistoryWriter, read_history
+from lab.scenario import Scenario
+
+SCHEMA_VERSION = 1
+
+
+def pick_target(lab: Lab, scenario: Scenario) -> str:
+    target = scenario.target
+    if target == "most_subscribers":
+        stats = [r for r in lab.lb_stats() if r["status"].startswith("UP")]
+        if not stats:
+            raise LabError("no backend is UP: cannot choose the node with most subscribers")
+        return max(stats, key=lambda r: (int(r["sessions"] or 0), r["name"]))["name"]
+    if target == "random":
+        return random.choice(lab.brokers())
+    return target
+
+
+def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
+             progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    history_path = out / f"{scenario.name}-{k}.jsonl"
+    history_path.unlink(missing_ok=True)
+    h = HistoryWriter(history_path)
+    run_id = f"r{int(time.time() * 1000) % 10**9}{k}"
+    meta = {
+        "schema_version": SCHEMA_VERSION, "scenario": scenario.name,
+        "scenario_file": scenario.path, "repetition": k,
+        "broker": lab.config.broker_version(), "standin": lab.config.standin,
+        "sessions": scenario.sessions, "lb": {k2: v for k2, v in asdict(scenario.lb).items()
+                                             if k2 != "backends"},
+        "clients": asdict(scenario.clients), "fault": scenario.fault,
+        "timings": {"warmup_s": scenario.warmup_s, "fault_s": scenario.fault_s,
+                    "recover_s": scenario.recover_s, "drain_s": scenario.drain_s},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "kernel_netem": netem_available(),
+    }
+    h.write("meta", **meta)
+    host, port = lab.endpoint()
+    fleet = Fleet(host, port, scenario.clients, h, run_id)
+    target = ""
+    try:
+        progress(f"{scenario.name} #{k}: connecting {scenario.clients.subscribers} subscribers, "
+                 f"{scenario.clients.publishers} publishers")
+        fleet.start()
+        time.sleep(scenario.warmup_s)
+        with FaultGuard(lab) as guard:
+            target = pick_target(lab, scenario)
+            progress(f"{scenario.name} #{k}: {scenario.fault} {target}")
+            h.write("fault", what=scenario.fault, target=target, phase="start")
+            guard.apply(scenario.fault, target)
+            time.sleep(scenario.fault_s)
+            guard.undo_all()
+            h.write("fault", what=scenario.fault, target=target, phase="end")
+        progress(f"{scenario.name} #{k}: recovering")
+        time.sleep(scenario.recover_s)
+        fleet.stop_publishing()
+        time.sleep(scenario.drain_s)
+    finally:
+        h.write("stop")
+        fleet.stop()
+        h.close()
+    summary = check(read_history(history_path))
+    summary["meta"] = {**meta, "target": target}
+    (out / f"{scenario.name}-{k}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def run_scenario(scenario: Scenario, out: Path, repeat: int | None = None, standin: bool = False,
+                 progress: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    for k in range(repeat or scenario.repetitions):
+        lab = Lab(LabConfig(standin=standin, sessions=scenario.sessions, lb=scenario.lb))
+        repaired = heal(lab) if lab.containers() else []
+        if repaired:
+            progress("healed: " + ", ".join(repaired))
+        progress(f"{scenario.name} #{k}: lab up")
+        lab.up()
+        summaries.append(run_once(lab, scenario, out, k, progress))
+    return summaries

@@ -1,0 +1,89 @@
+"""Scenarios as declarative TOML files: which fault, on which node, when, with which clients.
+
+```toml
+[scenario]
+name = "crash"
+fault = "kill"                 # lab/faults.py FAULTS
+target = "most_subscribers"    # or a service name ("emqx-a2"), "random", "lb-a", "region-a"
+warmup_s = 8                   # clients connected and publishing before the fault
+fault_s = 10                   # how long the fault holds before it is undone
+recover_s = 25                 # after the undo, before the fleet stops
+drain_s = 5                    # publishing stopped, deliveries still counted
+repetitions = 1
+[clients]                      # lab/fleet.py FleetSettings
+[lb]                           # lab/lbconfig.py LBSettings (without backends)
+[lab]
+sessions = "durable"           # stand-in: replicated (durable) or node-local (memory) sessions
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from lab.cluster import LabError
+from lab.faults import FAULTS
+from lab.fleet import FleetSettings
+from lab.lbconfig import LBSettings
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    fault: str
+    target: str = "most_subscribers"
+    warmup_s: float = 8
+    fault_s: float = 10
+    recover_s: float = 25
+    drain_s: float = 5
+    repetitions: int = 1
+    clients: FleetSettings = FleetSettings()
+    lb: LBSettings = LBSettings()
+    sessions: str = "durable"
+    path: str = ""
+
+
+def _build(cls, table: dict[str, Any], where: str):
+    allowed = {f.name for f in fields(cls)} - {"backends"}
+    for key in table:
+        if key not in allowed:
+            raise LabError(f"{where}.{key}: unknown key; allowed here: {', '.join(sorted(allowed))}")
+    try:
+        return cls(**table)
+    except (TypeError, ValueError) as err:
+        raise LabError(f"{where}: {err}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LabError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise LabError(f"{path}: not valid TOML: {err}") from None
+    for key in data:
+        if key not in ("scenario", "clients", "lb", "lab"):
+            raise LabError(f"{path}: {key}: unknown table; allowed: scenario, clients, lb, lab")
+    sc = dict(data.get("scenario", {}))
+    if "name" not in sc or "fault" not in sc:
+        raise LabError(f"{path}: scenario.name and scenario.fault are required")
+    if sc["fault"] not in FAULTS:
+        raise LabError(f"{path}: scenario.fault = {sc['fault']!r}: allowed {', '.join(FAULTS)}")
+    for key in ("warmup_s", "fault_s", "recover_s", "drain_s"):
+        if key in sc and not (isinstance(sc[key], int | float) and 0 <= sc[key] <= 3600):
+            raise LabError(f"{path}: scenario.{key} = {sc[key]!r}: must be a number in 0..3600")
+    if "repetitions" in sc and not (isinstance(sc["repetitions"], int) and 1 <= sc["repetitions"] <= 100):
+        raise LabError(f"{path}: scenario.repetitions = {sc['repetitions']!r}: must be 1..100")
+    lab_table = data.get("lab", {})
+    sessions = lab_table.get("sessions", "durable")
+    if sessions not in ("durable", "memory") or set(lab_table) - {"sessions"}:
+        raise LabError(f"{path}: lab.sessions = {sessions!r}: allowed durable, memory (and no other keys)")
+    clients = _build(FleetSettings, data.get("clients", {}), f"{path}: clients")
+    lb = _build(LBSettings, data.get("lb", {}), f"{path}: lb")
+    scenario = _build(Scenario, sc, f"{path}: scenario")
+    return Scenario(**{**scenario.__dict__, "clients": clients, "lb": lb, "sessions": sessions,
+                       "path": str(path)})
