@@ -158,6 +158,71 @@ def cmd_storm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    from lab.cluster import Lab, LabConfig, LabError
+    from lab.lbconfig import LBSettings
+
+    try:
+        if args.lab_command == "run":
+            return _lab_run(args)
+        profiles = tuple(p for p, on in (("region-b", args.region_b), ("monitoring", args.monitoring))
+                         if on)
+        lab = Lab(LabConfig(standin=args.standin, profiles=profiles,
+                            lb=LBSettings(probe=args.probe, algorithm=args.algorithm)))
+        if args.lab_command == "up":
+            lab.up()
+            print(f"lab up: brokers {', '.join(lab.brokers())}; MQTT at "
+                  f"{lab.endpoint()[0]}:{lab.endpoint()[1]}; HAProxy stats at "
+                  f"http://127.0.0.1:{lab.config.stats_port}/stats")
+        elif args.lab_command == "down":
+            lab.down()
+            print("lab down")
+        else:
+            containers = lab.containers()
+            if not containers:
+                print("lab is not running")
+            for c in sorted(containers, key=lambda c: c.name):
+                health = c.attrs["State"].get("Health", {}).get("Status", "")
+                print(f"{c.labels.get('com.docker.compose.service', c.name):10s} {c.status:8s} {health}")
+            if containers:
+                for row in lab.lb_stats():
+                    print(f"lb backend {row['name']:10s} {row['status']:6s} sessions {row['sessions']}")
+    except (LabError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    except OSError as err:
+        raise UsageError(f"lab: {err}") from None
+    return 0
+
+
+def _lab_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from lab.runner import run_scenario
+    from lab.scenario import load_scenario
+
+    console = Console(stderr=True)
+    scenario = load_scenario(args.scenario)
+    out = Path(args.out)
+    summaries = run_scenario(scenario, out, args.repeat, standin=args.standin,
+                             progress=lambda msg: console.log(msg))
+    table = Table(title=f"{scenario.name}: {len(summaries)} run(s), results in {out}")
+    for col in ("run", "target", "outage p50/p95 s", "reconnected", "session present",
+                "ack lost", "unacked lost", "dup", "reordered"):
+        table.add_column(col)
+    for k, s in enumerate(summaries):
+        o = s["client_outage_s"]
+        table.add_row(str(k), s["meta"]["target"],
+                      "-" if o["p50"] is None else f"{o['p50']:.1f}/{o['p95']:.1f}",
+                      f"{s['clients']['seen'] - len(s['clients']['not_reconnected'])}/{s['clients']['seen']}",
+                      "-" if s["sessions"]["present_ratio"] is None
+                      else f"{s['sessions']['present_ratio'] * 100:.0f} %",
+                      str(s["messages"]["acknowledged_lost"]), str(s["messages"]["lost_unacknowledged"]),
+                      str(s["messages"]["duplicated"]), str(s["messages"]["reordered"]))
+    Console().print(table)
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     print(f"{args.spec}: valid ({spec.meta.name}, regions {spec.region_names()}, "
@@ -212,6 +277,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds until the failed node is healthy again (default: never)")
     st.add_argument("--plot", default="out/storm.png", metavar="PNG")
     st.set_defaults(func=cmd_storm)
+
+    lab = sub.add_parser("lab", help="the lab of real brokers behind a real LB")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
+    for name, text in (("up", "start the lab (writes .env and LB config)"),
+                       ("down", "stop and remove the lab"), ("status", "containers and LB view")):
+        lp = lab_sub.add_parser(name, help=text)
+        lp.add_argument("--standin", action="store_true",
+                        help="NATS stand-in from a locally built image in place of EMQX (CI)")
+        lp.add_argument("--region-b", action="store_true", help="also region B (2 nodes, WAN link)")
+        lp.add_argument("--monitoring", action="store_true", help="also Prometheus with alert rules")
+        lp.add_argument("--probe", default="tcp", choices=["tcp", "http", "mqtt"])
+        lp.add_argument("--algorithm", default="least_connections",
+                        choices=["least_connections", "source_ip", "round_robin", "five_tuple"])
+        lp.set_defaults(func=cmd_lab)
+    lr = lab_sub.add_parser("run", help="run a fault scenario (lab/scenarios/*.toml)")
+    lr.add_argument("scenario")
+    lr.add_argument("--repeat", type=_positive_int, metavar="N")
+    lr.add_argument("--out", default="out/lab", metavar="DIR")
+    lr.add_argument("--standin", action="store_true")
+    lr.set_defaults(func=cmd_lab)
 
     c = sub.add_parser("check", help="validate a topology file")
     c.add_argument("spec")

@@ -1,0 +1,54 @@
+"""The checker on synthetic histories with known losses, duplicates, reorders and outages."""
+
+from __future__ import annotations
+
+from lab.checker import check
+
+
+def _history() -> list[dict]:
+    h = [{"ev": "connect", "c": "r1-s0", "t": 0.0, "sp": False},
+         {"ev": "connect", "c": "r1-p0", "t": 0.0, "sp": False}]
+    for s in range(10):
+        h.append({"ev": "send", "p": "r1-p0", "s": s, "t": 1.0 + s})
+    for s in range(8):  # 8 and 9 never acknowledged
+        h.append({"ev": "ack", "p": "r1-p0", "s": s, "t": 1.1 + s})
+    # received: 0,1,2 then 4,3 (reorder), 5 twice (duplicate); 6 acknowledged but lost; 7 ok; 9 ok
+    for s in (0, 1, 2, 4, 3, 5, 5, 7, 9):
+        h.append({"ev": "recv", "c": "r1-s0", "p": "r1-p0", "s": s, "ts": 1.0 + s, "t": 1.25 + s,
+                  "dup": 0})
+    h += [{"ev": "disconnect", "c": "r1-s0", "t": 20.0},
+          {"ev": "connect", "c": "r1-s0", "t": 23.5, "sp": True},
+          {"ev": "disconnect", "c": "r1-p0", "t": 20.0},
+          {"ev": "connect", "c": "r1-p0", "t": 21.0, "sp": False},
+          {"ev": "stop", "t": 30.0},
+          {"ev": "disconnect", "c": "r1-s0", "t": 30.5}]  # the fleet's own shutdown
+    return h
+
+
+def test_losses_duplicates_reorders() -> None:
+    m = check(_history())["messages"]
+    assert m["sent"] == 10 and m["acknowledged"] == 8
+    assert m["acknowledged_lost"] == 1 and m["acknowledged_lost_examples"] == [["r1-p0", 6]]
+    assert m["lost_unacknowledged"] == 1  # 8 (9 arrived although unacknowledged)
+    assert m["duplicated"] == 1
+    assert m["reordered"] == 1
+
+
+def test_outages_sessions_and_latency() -> None:
+    out = check(_history())
+    assert sorted(out["client_outages"]) == [1.0, 3.5]
+    assert out["clients"]["not_reconnected"] == []  # the disconnect after "stop" is no outage
+    assert out["sessions"] == {"reconnects": 1, "present": 1, "present_ratio": 1.0}
+    assert abs(out["delivery_latency_s"]["p50"] - 0.25) < 1e-9
+
+
+def test_client_that_never_came_back() -> None:
+    h = _history()
+    h.insert(-2, {"ev": "disconnect", "c": "r1-p0", "t": 25.0})
+    out = check(h)
+    assert out["clients"]["not_reconnected"] == ["r1-p0"]
+
+
+def test_empty_history() -> None:
+    out = check([])
+    assert out["messages"]["sent"] == 0 and out["client_outage_s"]["count"] == 0
