@@ -2,13 +2,17 @@
 
 Subscribers are persistent (clean session off / session expiry on) and subscribe once; after a
 reconnect without `session present` they subscribe again, as a device would. Publishers send
-`{"p", "s", "t"}` to one subscriber's topic each at a fixed rate. paho's own reconnect loop is
-used (doubling from `reconnect_min_s` to `reconnect_max_s`, no jitter: FACTS.md).
+`{"p", "s", "t"}` to one subscriber's topic each at a fixed rate.
+
+All clients share one I/O thread on an epoll selector (paho's external-loop API): paho's own
+`loop_start` uses select(), which cannot watch descriptors above 1024 (~340 clients). Reconnects
+follow paho's policy: doubling from `reconnect_min_s` to `reconnect_max_s`, no jitter (FACTS.md).
 """
 
 from __future__ import annotations
 
 import json
+import selectors
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ class FleetSettings:
     reconnect_max_s: int = 8
     protocol: str = "3.1.1"  # "5" for EMQX; the NATS stand-in speaks 3.1.1 only
     session_expiry_s: int = 7200
+    persistent: bool = True  # subscribers keep their session across reconnects
 
     def __post_init__(self) -> None:
         if self.subscribers < 1 or self.publishers < 0:
@@ -46,18 +51,32 @@ class Fleet:
         self.subs = [self._client(f"{run_id}-s{i}", subscriber=i) for i in range(settings.subscribers)]
         self.pubs = [self._client(f"{run_id}-p{i}") for i in range(settings.publishers)]
         self._seq = [0] * settings.publishers
-        self._mid: dict[tuple[int, int], int] = {}  # (publisher, mid) -> seq
+        # paho may call on_publish before publish() returns: whichever of the two comes second
+        # writes the ack. Never call into paho while holding this lock (paho holds its own).
+        self._mid: dict[tuple[int, int], int] = {}  # (publisher, mid) -> seq, awaiting PUBACK
+        self._early: set[tuple[int, int]] = set()  # PUBACKs seen before publish() returned
         self._mid_lock = threading.Lock()
         self._stop = threading.Event()
         self._publisher_thread: threading.Thread | None = None
         self.connected: set[str] = set()
+        self._sel = selectors.DefaultSelector()
+        self._sel_lock = threading.Lock()
+        self._due: dict[mqtt.Client, float] = {}  # client -> when to try to (re)connect
+        self._delay: dict[mqtt.Client, float] = {}
+        self._closing = threading.Event()
+        self._io_done = threading.Event()
+        self._io_thread = threading.Thread(target=self._io_loop, daemon=True, name="fleet-io")
 
     def _client(self, cid: str, subscriber: int | None = None) -> mqtt.Client:
         v5 = self.s.protocol == "5"
+        keep = subscriber is not None and self.s.persistent
         kwargs = {"protocol": mqtt.MQTTv5} if v5 else {
-            "protocol": mqtt.MQTTv311, "clean_session": subscriber is None}
+            "protocol": mqtt.MQTTv311, "clean_session": not keep}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, **kwargs)
-        c.reconnect_delay_set(self.s.reconnect_min_s, self.s.reconnect_max_s)
+        c.on_socket_open = lambda client, u, sock: self._watch(sock, client, write=False)
+        c.on_socket_close = lambda client, u, sock: self._unwatch(sock)
+        c.on_socket_register_write = lambda client, u, sock: self._watch(sock, client, write=True)
+        c.on_socket_unregister_write = lambda client, u, sock: self._watch(sock, client, write=False)
         topic = f"twin/{self.run}/{subscriber}" if subscriber is not None else None
 
         def on_connect(client, userdata, flags, rc, props=None):
@@ -65,12 +84,14 @@ class Fleet:
             self.h.write("connect", c=cid, sp=sp, rc=int(rc.value if hasattr(rc, "value") else rc))
             if not rc.is_failure:
                 self.connected.add(cid)
+                self._delay[client] = self.s.reconnect_min_s
                 if topic is not None and not sp:
                     client.subscribe(topic, qos=self.s.qos)
 
         def on_disconnect(client, userdata, flags, rc, props=None):
             self.connected.discard(cid)
             self.h.write("disconnect", c=cid, rc=int(rc.value if hasattr(rc, "value") else rc))
+            self._schedule(client)
 
         def on_message(client, userdata, msg):
             body = json.loads(msg.payload)
@@ -85,6 +106,8 @@ class Fleet:
             def on_publish(client, userdata, mid, rc, props=None):
                 with self._mid_lock:
                     seq = self._mid.pop((index, mid), None)
+                    if seq is None:
+                        self._early.add((index, mid))
                 if seq is not None:
                     self.h.write("ack", p=cid, s=seq)
 
@@ -100,16 +123,19 @@ class Fleet:
             from paho.mqtt.properties import Properties
 
             props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = self.s.session_expiry_s
+            props.SessionExpiryInterval = self.s.session_expiry_s if self.s.persistent else 0
+        self._io_thread.start()
         for group in (self.subs, self.pubs):
             for c in group:
                 if props is not None:
                     c.connect_async(self.host, self.port, self.s.keepalive_s,
-                                    clean_start=c._client_id.decode().rsplit("-", 1)[1][0] == "p",
-                                    properties=props)
+                                    clean_start=c._client_id.decode().rsplit("-", 1)[1][0] == "p"
+                                    or not self.s.persistent, properties=props)
                 else:
                     c.connect_async(self.host, self.port, self.s.keepalive_s)
-                c.loop_start()
+                self._delay[c] = self.s.reconnect_min_s
+                with self._sel_lock:
+                    self._due[c] = 0.0  # the I/O thread connects it
             self._wait(len(group), group, timeout_s - (time.monotonic() - start))
         time.sleep(0.5)  # subscriptions settle before the first publish
         if self.pubs:
@@ -136,10 +162,16 @@ class Fleet:
                 t = time.time()
                 payload = json.dumps({"p": f"{self.run}-p{i}", "s": seq, "t": t})
                 self.h.write("send", p=f"{self.run}-p{i}", s=seq, q=self.s.qos, t=t)
-                with self._mid_lock:
-                    info = c.publish(f"twin/{self.run}/{i % nsub}", payload, qos=self.s.qos)
-                    if self.s.qos:
-                        self._mid[(i, info.mid)] = seq
+                info = c.publish(f"twin/{self.run}/{i % nsub}", payload, qos=self.s.qos)
+                if self.s.qos:
+                    with self._mid_lock:
+                        acked = (i, info.mid) in self._early
+                        if acked:
+                            self._early.discard((i, info.mid))
+                        else:
+                            self._mid[(i, info.mid)] = seq
+                    if acked:
+                        self.h.write("ack", p=f"{self.run}-p{i}", s=seq)
             next_t += period
             self._stop.wait(max(0.0, next_t - time.monotonic()))
 
@@ -148,9 +180,66 @@ class Fleet:
         if self._publisher_thread is not None:
             self._publisher_thread.join(timeout=10)
 
+    # -- the I/O thread -----------------------------------------------------------------------
+    def _watch(self, sock, client: mqtt.Client, write: bool) -> None:
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+        with self._sel_lock:
+            try:
+                self._sel.modify(sock, events, client)
+            except KeyError:
+                self._sel.register(sock, events, client)
+
+    def _unwatch(self, sock) -> None:
+        with self._sel_lock:
+            try:
+                self._sel.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+
+    def _schedule(self, client: mqtt.Client) -> None:
+        if self._closing.is_set():
+            return
+        delay = self._delay.get(client, self.s.reconnect_min_s)
+        self._delay[client] = min(delay * 2, self.s.reconnect_max_s)
+        with self._sel_lock:
+            self._due[client] = time.monotonic() + delay
+
+    def _io_loop(self) -> None:
+        last_misc = 0.0
+        while not self._io_done.is_set():
+            with self._sel_lock:
+                has = bool(self._sel.get_map())
+            ready = self._sel.select(timeout=0.05) if has else (time.sleep(0.05) or [])
+            for key, mask in ready:
+                client = key.data
+                if mask & selectors.EVENT_READ:
+                    client.loop_read()
+                if mask & selectors.EVENT_WRITE:
+                    client.loop_write()
+            now = time.monotonic()
+            if now - last_misc > 0.25:
+                last_misc = now
+                for c in self.subs + self.pubs:
+                    c.loop_misc()  # keepalive pings, and noticing a silent broker
+            with self._sel_lock:
+                due = [c for c, t in self._due.items() if t <= now]
+                for c in due:
+                    del self._due[c]
+            for c in due:
+                if self._closing.is_set():
+                    break
+                try:
+                    c.reconnect()
+                except OSError:  # refused or unreachable: next try after the back-off
+                    self.h.write("disconnect", c=c._client_id.decode(), rc=-1)
+                    self._schedule(c)
+
     def stop(self) -> None:
         self.stop_publishing()
+        self._closing.set()
         for c in self.pubs + self.subs:
             c.disconnect()
-        for c in self.pubs + self.subs:
-            c.loop_stop()
+        time.sleep(0.5)  # let the I/O thread flush the DISCONNECTs
+        self._io_done.set()
+        if self._io_thread.is_alive():
+            self._io_thread.join(timeout=10)
