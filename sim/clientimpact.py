@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -128,6 +129,42 @@ def spec_id(spec: Spec) -> int:
     return zlib.crc32(spec.model_dump_json().encode())
 
 
+_CALIBRATIONS: dict[str, dict] = {}
+
+
+def calibrated_mode(spec: Spec, cause: str) -> dict | None:
+    """The lab-fitted values for this cause's failure mode, if the topology names a calibration."""
+    if spec.calibration is None:
+        return None
+    path = spec.calibration.file
+    if path not in _CALIBRATIONS:
+        import json
+
+        _CALIBRATIONS[path] = json.loads(Path(path).read_text())
+    return _CALIBRATIONS[path]["modes"].get(mode_of(cause)[0])
+
+
+def _calibrated_entry(spec: Spec, region: int, up_before: int, fitted: dict,
+                      rng: np.random.Generator) -> PoolEntry:
+    from sim.calibration import frozen
+
+    affected = round(region_clients(spec)[region] / up_before)
+    outage = frozen(fitted["client_outage_s"]).rvs(size=affected, random_state=rng) \
+        if affected else np.empty(0)
+    ratio = fitted["session_present_ratio"] or 0.0
+    lost_sessions = int(rng.binomial(affected, 1 - ratio)) if affected else 0
+    cl = spec.clients
+    subs = affected * cl.subscriber_fraction
+    lab_subs_per_node = max(1.0, fitted.get("lab_subscribers_per_node", 10.0))
+    qos1 = fitted["acknowledged_lost_per_event"] * subs / lab_subs_per_node
+    dups = fitted["duplicates_per_event"] * subs / lab_subs_per_node
+    qos0 = float(cl.publish_per_s * outage[: int(subs)].sum()) if cl.qos == 0 else 0.0
+    sample = rng.choice(outage, size=min(SAMPLE_PER_ENTRY, affected), replace=False) \
+        if affected else np.empty(0)
+    return PoolEntry(float(outage.sum()), affected, lost_sessions, float(qos1), qos0, float(dups),
+                     False, sample)
+
+
 def pool(spec: Spec, region: int, cause: str, up_before: int, spec_key: int | None = None
          ) -> list[PoolEntry]:
     """The pool of transients of one state class (regions alike in size and clients share it)."""
@@ -140,10 +177,14 @@ def pool(spec: Spec, region: int, cause: str, up_before: int, spec_key: int | No
         repair = _repair_dist(spec, cause)
         scale = min(1.0, POOL_MAX_CLIENTS / clients) if clients else 1.0
         entries = []
-        for _ in range(POOL_SIZE):
+        fitted = calibrated_mode(spec, cause)
+        for _ in range(POOL_SIZE if fitted is None else 0):
             back = float(repair.rvs(random_state=rng)) if repair is not None else float("inf")
             result = simulate(scenario_for(spec, region, cause, up_before, back, scale), rng)
             entries.append(_entry(result, rng, scale))
+        if fitted is not None:
+            entries = [_calibrated_entry(spec, region, up_before, fitted, rng)
+                       for _ in range(POOL_SIZE)]
         _POOLS[key] = entries
     return _POOLS[key]
 

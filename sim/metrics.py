@@ -109,6 +109,11 @@ def summarise(spec: Spec, results: list[ReplicationResult], stopped_by: str = "r
         from sim.clientimpact import capacity_figures
 
         out["capacity"] = capacity_figures(spec)
+    if spec.calibration is not None:
+        data = json.loads(open(spec.calibration.file).read())
+        out["calibration"] = {"file": spec.calibration.file, "modes": sorted(data["modes"]),
+                              "broker": data["provenance"]["broker"],
+                              "standin": data["provenance"]["standin"]}
     out["targets"] = judge(spec, out)
     out["spec"] = spec.model_dump(mode="json")
     return out

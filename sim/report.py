@@ -111,6 +111,12 @@ def extra_lines(summary: dict[str, Any]) -> list[str]:
             f"connections per survivor (overload at {cap['overload_connections'] or 'unset'}), "
             f"peak {cap['peak_reconnects_per_s']:.0f} reconnects/s per survivor against a limit of "
             f"{limit if limit else 'none'}" + ("; CASCADE" if cap["cascade"] else ""))
+    cal = summary.get("calibration")
+    if cal:
+        lines.append(f"Client transients of {', '.join(cal['modes'])} come from calibration "
+                     f"{cal['file']} (broker {', '.join(cal['broker'])}"
+                     + ("; a stand-in, not EMQX" if cal["standin"] else "") + "); the others from "
+                     "the model's own transient.")
     if summary["stopped_by"] == "max_replications":
         lines.append("Stopped at --max-replications before reaching --precision.")
     return lines

@@ -186,6 +186,12 @@ class CorrelatedFailure(_Model):
     repair: Dist
 
 
+class CalibrationRef(_Model):
+    """Lab-fitted transients (models/calibration/*.json) used in place of the model's own."""
+
+    file: str = Field(min_length=1, description="relative to the topology file")
+
+
 class Spec(_Model):
     meta: Meta
     targets: Targets = Targets()
@@ -198,6 +204,7 @@ class Spec(_Model):
     dr: DisasterRecovery | None = None
     maintenance: Maintenance | None = None
     correlated: list[CorrelatedFailure] = Field(default_factory=list)
+    calibration: CalibrationRef | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Spec:
@@ -342,6 +349,13 @@ def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     data = _read_toml(path)
     try:
-        return parse_spec(data)
+        spec = parse_spec(data)
     except SpecError as err:
         raise SpecError(f"{path}: {err}") from None
+    if spec.calibration is not None:
+        target = (path.parent / spec.calibration.file).resolve()
+        if not target.is_file():
+            raise SpecError(f"{path}: calibration.file = {spec.calibration.file!r}: no such file "
+                            f"({target})")
+        spec = spec.model_copy(update={"calibration": CalibrationRef(file=str(target))})
+    return spec

@@ -223,6 +223,59 @@ def _lab_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from sim.calibration import CalibrationError, calibrate, load_results
+
+    try:
+        results = load_results(args.results)
+        out = calibrate(results, args.name or Path(args.out).stem)
+    except CalibrationError as err:
+        raise UsageError(str(err)) from None
+    _write(Path(args.out), json.dumps(out, indent=2, sort_keys=True) + "\n")
+    for mode, m in out["modes"].items():
+        f = m["client_outage_s"]
+        alt = ", ".join(f"{k} {v['ks']:.3f}" for k, v in f["alternatives"].items())
+        print(f"{mode}: {f['samples']} outages from {m['runs']} run(s): {f['family']} "
+              f"(KS {f['ks']:.3f}; all: {alt}); median {f['median']:.2f} s, p95 {f['p95']:.2f} s; "
+              f"session present {m['session_present_ratio']}; "
+              f"acknowledged lost per event {m['acknowledged_lost_per_event']:.2f}")
+    if out["provenance"]["standin"]:
+        print("provenance: stand-in broker (NATS), not EMQX")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sim.calibration import CalibrationError, load_results, validate
+
+    try:
+        calibration = json.loads(Path(args.calibration).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UsageError(f"--calibration {args.calibration}: cannot read ({err})") from None
+    try:
+        rows = validate(load_results(args.results), calibration)
+    except CalibrationError as err:
+        raise UsageError(str(err)) from None
+    table = Table(title=f"lab vs twin ({args.calibration})")
+    for col in ("run", "mode", "p50 lab/sim", "p95 lab/sim", "p99 lab/sim", "KS",
+                "session present lab/sim", "ack lost lab/sim"):
+        table.add_column(col)
+    for r in rows:
+        lab, sim = r["lab"], r["sim"]
+        table.add_row(Path(r["run"]).stem, r["mode"],
+                      *(f"{lab[k]:.2f}/{sim[k]:.2f} ({r['rel_error'][k] * 100:+.0f} %)"
+                        for k in ("p50", "p95", "p99")),
+                      f"{r['ks_distance']:.3f}",
+                      f"{r['session_present']['lab']}/{r['session_present']['sim']}",
+                      f"{r['acknowledged_lost']['lab']}/{r['acknowledged_lost']['sim']:.2f}")
+    Console().print(table)
+    if args.json:
+        _write(Path(args.json), json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     print(f"{args.spec}: valid ({spec.meta.name}, regions {spec.region_names()}, "
@@ -297,6 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
     lr.add_argument("--out", default="out/lab", metavar="DIR")
     lr.add_argument("--standin", action="store_true")
     lr.set_defaults(func=cmd_lab)
+
+    cal = sub.add_parser("calibrate", help="fit lab results into models/calibration/NAME.json")
+    cal.add_argument("results", nargs="+", help="lab summary files or folders")
+    cal.add_argument("--out", required=True, metavar="FILE")
+    cal.add_argument("--name")
+    cal.set_defaults(func=cmd_calibrate)
+    val = sub.add_parser("validate", help="lab vs twin, side by side")
+    val.add_argument("results", nargs="+", help="held-out lab summary files or folders")
+    val.add_argument("--calibration", required=True, metavar="FILE")
+    val.add_argument("--json", metavar="OUT")
+    val.set_defaults(func=cmd_validate)
 
     c = sub.add_parser("check", help="validate a topology file")
     c.add_argument("spec")
