@@ -70,12 +70,14 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
             h.write("fault", what=scenario.fault, target=target, phase="start")
             guard.apply(scenario.fault, target)
             time.sleep(scenario.fault_s)
-            guard.undo_all()
-            h.write("fault", what=scenario.fault, target=target, phase="end")
-        progress(f"{scenario.name} #{k}: recovering")
-        time.sleep(scenario.recover_s)
-        fleet.stop_publishing()
-        time.sleep(scenario.drain_s)
+            if scenario.undo == "during_run":
+                guard.undo_all()
+                h.write("fault", what=scenario.fault, target=target, phase="end")
+                progress(f"{scenario.name} #{k}: recovering")
+                time.sleep(scenario.recover_s)
+            fleet.stop_publishing()
+            time.sleep(scenario.drain_s)
+            # with undo = "after_run" the guard undoes the fault here, after the measurement
     finally:
         h.write("stop")
         fleet.stop()

@@ -9,6 +9,7 @@ warmup_s = 8                   # clients connected and publishing before the fau
 fault_s = 10                   # how long the fault holds before it is undone
 recover_s = 25                 # after the undo, before the fleet stops
 drain_s = 5                    # publishing stopped, deliveries still counted
+undo = "during_run"            # or "after_run": measure with the fault still in force, undo at the end
 repetitions = 1
 [clients]                      # lab/fleet.py FleetSettings
 [lb]                           # lab/lbconfig.py LBSettings (without backends)
@@ -39,6 +40,7 @@ class Scenario:
     fault_s: float = 10
     recover_s: float = 25
     drain_s: float = 5
+    undo: str = "during_run"
     repetitions: int = 1
     clients: FleetSettings = FleetSettings()
     lb: LBSettings = LBSettings()
@@ -78,6 +80,8 @@ def load_scenario(path: str | Path) -> Scenario:
             raise LabError(f"{path}: scenario.{key} = {sc[key]!r}: must be a number in 0..3600")
     if "repetitions" in sc and not (isinstance(sc["repetitions"], int) and 1 <= sc["repetitions"] <= 100):
         raise LabError(f"{path}: scenario.repetitions = {sc['repetitions']!r}: must be 1..100")
+    if sc.get("undo", "during_run") not in ("during_run", "after_run"):
+        raise LabError(f"{path}: scenario.undo = {sc['undo']!r}: allowed during_run, after_run")
     lab_table = data.get("lab", {})
     sessions = lab_table.get("sessions", "durable")
     if sessions not in ("durable", "memory") or set(lab_table) - {"sessions"}:
