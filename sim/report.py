@@ -14,8 +14,13 @@ def nines(a: float) -> str:
     return f"{a * 100:.5f} %"
 
 
-def _gap_words(value: float, target: float) -> str:
-    """How far an availability is from its target, as downtime minutes per year."""
+def _gap_words(value: float, target: float, kind: str = "service") -> str:
+    """How far an availability is from its target: downtime minutes per year, or for messages,
+    messages per million."""
+    if kind == "message":
+        ppm = (target - value) * 1e6
+        return (f"misses by {ppm:.1f} lost per million messages" if ppm > 0
+                else f"{-ppm:.1f} per million to spare")
     diff = (target - value) * MINUTES_PER_YEAR
     if diff > 0:
         return f"misses by {diff:.1f} min/yr of downtime"
@@ -31,7 +36,7 @@ def rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         t = targets.get(f"availability.{kind}")
         verdict = ""
         if t:
-            verdict = ("PASS" if t["pass"] else "FAIL") + ": " + _gap_words(a["mean"], t["target"])
+            verdict = ("PASS" if t["pass"] else "FAIL") + ": " + _gap_words(a["mean"], t["target"], kind)
         out.append((f"availability ({kind.replace('_', '-')})", nines(a["mean"]),
                     f"{nines(a['ci95'][0])} .. {nines(a['ci95'][1])}",
                     nines(t["target"]) if t else "-", verdict))
