@@ -59,6 +59,7 @@ class Fleet:
         self._stop = threading.Event()
         self._publisher_thread: threading.Thread | None = None
         self.connected: set[str] = set()
+        self.subscribed: set[str] = set()  # SUBACK seen (or session present): safe to publish to
         self._sel = selectors.DefaultSelector()
         self._sel_lock = threading.Lock()
         self._due: dict[mqtt.Client, float] = {}  # client -> when to try to (re)connect
@@ -87,6 +88,8 @@ class Fleet:
                 self._delay[client] = self.s.reconnect_min_s
                 if topic is not None and not sp:
                     client.subscribe(topic, qos=self.s.qos)
+                elif topic is not None:
+                    self.subscribed.add(cid)
 
         def on_disconnect(client, userdata, flags, rc, props=None):
             self.connected.discard(cid)
@@ -97,9 +100,13 @@ class Fleet:
             body = json.loads(msg.payload)
             self.h.write("recv", c=cid, p=body["p"], s=body["s"], ts=body["t"], dup=int(msg.dup))
 
+        def on_subscribe(client, userdata, mid, reason_codes, props=None):
+            self.subscribed.add(cid)
+
         c.on_connect, c.on_disconnect = on_connect, on_disconnect
         if topic is not None:
             c.on_message = on_message
+            c.on_subscribe = on_subscribe
         else:
             index = int(cid.rsplit("p", 1)[1])
 
@@ -137,18 +144,23 @@ class Fleet:
                 with self._sel_lock:
                     self._due[c] = 0.0  # the I/O thread connects it
             self._wait(len(group), group, timeout_s - (time.monotonic() - start))
-        time.sleep(0.5)  # subscriptions settle before the first publish
+            if group is self.subs:  # a message sent before its SUBACK would be dropped, not lost
+                self._wait(len(group), group, timeout_s - (time.monotonic() - start),
+                           self.subscribed)
         if self.pubs:
             self._publisher_thread = threading.Thread(target=self._publish_loop, daemon=True)
             self._publisher_thread.start()
         return time.monotonic() - start
 
-    def _wait(self, n: int, group: list[mqtt.Client], timeout_s: float) -> None:
+    def _wait(self, n: int, group: list[mqtt.Client], timeout_s: float,
+              done: set[str] | None = None) -> None:
+        done = self.connected if done is None else done
+        what = "connected" if done is self.connected else "subscribed"
         ids = {c._client_id.decode() for c in group}
         deadline = time.monotonic() + max(timeout_s, 1)
-        while len(ids & self.connected) < n:
+        while len(ids & done) < n:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(ids & self.connected)} of {n} clients connected")
+                raise TimeoutError(f"only {len(ids & done)} of {n} clients {what}")
             time.sleep(0.1)
 
     def _publish_loop(self) -> None:
