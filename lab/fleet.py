@@ -147,6 +147,7 @@ class Fleet:
             if group is self.subs:  # a message sent before its SUBACK would be dropped, not lost
                 self._wait(len(group), group, timeout_s - (time.monotonic() - start),
                            self.subscribed)
+                time.sleep(1.0)  # and subscriptions reach the other nodes asynchronously
         if self.pubs:
             self._publisher_thread = threading.Thread(target=self._publish_loop, daemon=True)
             self._publisher_thread.start()
