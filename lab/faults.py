@@ -15,7 +15,7 @@ from types import FrameType
 
 from docker.errors import APIError, NotFound
 
-from lab.cluster import REGION_A, Lab, LabError
+from lab.cluster import PROJECT, REGION_A, Lab, LabError
 
 FAULTS = ("kill", "pause", "stop", "partition", "lb_loss", "region_loss", "rolling_restart", "wan")
 
@@ -188,9 +188,8 @@ def heal(lab: Lab) -> list[str]:
             code, _ = c.exec_run(["sh", "-c", "nft delete table inet twin"])
             if code == 0:
                 repaired.append(f"removed WAN rules in {c.name}")
-    network = f"{lab_project_network(lab)}"
     try:
-        net = lab.docker.networks.get(network)
+        net = lab.docker.networks.get(f"{PROJECT}_region-a")
     except NotFound:
         return repaired
     attached = set(net.attrs.get("Containers", {}) or {})
@@ -203,9 +202,3 @@ def heal(lab: Lab) -> list[str]:
             net.connect(c, aliases=[name, f"{name}.lab.local"])
             repaired.append(f"reconnected {c.name}")
     return repaired
-
-
-def lab_project_network(lab: Lab) -> str:
-    from lab.cluster import PROJECT
-
-    return f"{PROJECT}_region-a"

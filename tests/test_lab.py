@@ -161,3 +161,19 @@ def test_alert_rules_pass_promtool() -> None:
     r = subprocess.run([exe, "test", "rules", "alerts_test.yml"], cwd=ROOT / "lab" / "monitoring",
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.lab
+def test_heal_repairs_what_a_killed_harness_left(engine) -> None:
+    """SIGKILL cannot be caught: the next run's heal() unpauses, restarts and reconnects."""
+    from lab.faults import heal
+
+    lab = Lab(LabConfig(standin=True))
+    lab.up()
+    lab.container("emqx-a1").pause()
+    lab.docker.networks.get("mqtt-ha-twin-lab_region-a").disconnect(lab.container("emqx-a2"))
+    lab.container("emqx-a3").kill()
+    repaired = heal(lab)
+    assert len(repaired) == 3, repaired
+    assert lab.wait_healthy(120) >= 0
+    assert all(c.status == "running" for c in lab.containers())
