@@ -39,7 +39,6 @@ class ReplicationResult:
     outages: list[tuple[str, float, float]]  # (cause, seconds, traffic share) per share outage
     rpo_s: list[float]  # data-age lost per DR fail-over
     dr_failovers: int
-    node_events: list[NodeEvent] = field(default_factory=list)
     events_by_cause: dict[str, int] = field(default_factory=dict)
     # Filled by the transient model (sim/clientimpact.py):
     client_down_s: float | None = None  # client-seconds disconnected per client
@@ -223,14 +222,11 @@ class _Share:
 
 class LongRunModel:
     def __init__(self, spec: Spec, rng: np.random.Generator, horizon_s: float,
-                 keep_events: bool = False, on_node_event: Callable[[NodeEvent], bool] | None = None
-                 ) -> None:
+                 on_node_event: Callable[[NodeEvent], bool] | None = None) -> None:
         self.spec, self.rng, self.horizon = spec, rng, horizon_s
         self.on_node_event = on_node_event
         self.env = simpy.Environment()
         self.regions_spec = spec.regions or [None]
-        self.keep_events = keep_events
-        self.node_events: list[NodeEvent] = []
         self.events_by_cause: dict[str, int] = {}
         # Service ledger: times where the served share changed, and its new value.
         self.t: list[float] = [0.0]
@@ -265,12 +261,9 @@ class LongRunModel:
 
     def node_event(self, region: int, cause: str, before: int, after: int) -> None:
         self.count(cause, True)
-        if self.keep_events or self.on_node_event is not None:
-            event = NodeEvent(self.env.now, region, cause, before, after)
-            if self.keep_events:
-                self.node_events.append(event)
-            if self.on_node_event is not None and self.on_node_event(event):
-                self.env.process(self._cascade(region))
+        if self.on_node_event is not None and self.on_node_event(
+                NodeEvent(self.env.now, region, cause, before, after)):
+            self.env.process(self._cascade(region))
 
     def _cascade(self, region: int):
         """A survivor pushed past its overload threshold crashes too (it restarts like a crash)."""
@@ -362,13 +355,12 @@ class LongRunModel:
             outages=self.outages,
             rpo_s=self.rpo,
             dr_failovers=self.dr_failovers,
-            node_events=self.node_events,
             events_by_cause=self.events_by_cause,
         )
 
 
-def run_replication(spec: Spec, seed_seq: np.random.SeedSequence, keep_events: bool = False,
+def run_replication(spec: Spec, seed_seq: np.random.SeedSequence,
                     on_node_event: Callable[[NodeEvent], bool] | None = None) -> ReplicationResult:
     rng = np.random.default_rng(seed_seq)
     horizon = spec.simulation.years * YEAR_S
-    return LongRunModel(spec, rng, horizon, keep_events, on_node_event).run()
+    return LongRunModel(spec, rng, horizon, on_node_event).run()

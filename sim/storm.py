@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 
 from sim.clientimpact import POOL_SALT, region_clients, scenario_for  # noqa: E402
 from sim.spec import Spec  # noqa: E402
-from sim.transient import Scenario, TransientResult, initial_placement, simulate  # noqa: E402
+from sim.transient import Scenario, TransientResult, simulate  # noqa: E402
 
 
 def run_storm(spec: Spec, fail: int, cause: str = "node.crash", region: int = 0,
@@ -27,9 +27,8 @@ def run_storm(spec: Spec, fail: int, cause: str = "node.crash", region: int = 0,
 
 def connected_over_time(sc: Scenario, r: TransientResult, t: np.ndarray) -> np.ndarray:
     """Connected clients per node (rows) at times t (columns)."""
-    node_of, _ = initial_placement(sc, np.random.default_rng(0))
-    stay = ~np.isin(node_of, sc.failed)
-    base = np.bincount(node_of[stay], minlength=sc.nodes)
+    base = r.initial_counts.copy()
+    base[list(sc.failed)] = 0  # their clients are counted again as they get back
     out = np.repeat(base[:, None], len(t), axis=1).astype(float)
     for j in range(sc.nodes):
         back = np.sort(r.outage_s[r.final_node == j])

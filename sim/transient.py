@@ -96,7 +96,7 @@ class TransientResult:
     attempts: int = 0
     arrivals_node: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     arrivals_t: np.ndarray = field(default_factory=lambda: np.empty(0))
-    initial_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    initial_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # per node
 
 
 # ---------------------------------------------------------------------------- shared pieces
@@ -180,7 +180,7 @@ def message_outcome(sc: Scenario, outage: np.ndarray, present: np.ndarray, n_sub
 
 
 def finish(sc: Scenario, outage, final_node, orig_node, counts, arrivals_node, arrivals_t,
-           rng, attempts: int, limit) -> TransientResult:
+           rng, attempts: int, limit, initial_counts: np.ndarray) -> TransientResult:
     n = len(outage)
     survives = session_survival(sc, n, rng)
     back_home = final_node == orig_node
@@ -199,7 +199,7 @@ def finish(sc: Scenario, outage, final_node, orig_node, counts, arrivals_node, a
         np.maximum.at(peak, uniq // (sec.max() + 1), cnt)
     cascade = sc.overload_connections is not None and bool(counts.max() > sc.overload_connections)
     return TransientResult(outage, present, final_node, counts, peak, limit, lost, lost0, dup,
-                           cascade, attempts, arrivals_node, arrivals_t)
+                           cascade, attempts, arrivals_node, arrivals_t, initial_counts)
 
 
 # ---------------------------------------------------------------------------- vectorised model
@@ -299,7 +299,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     all_t = np.concatenate(arrivals_t) if arrivals_t else np.empty(0)
     keep = all_nodes >= 0
     return finish(sc, outage, final, orig, counts, all_nodes[keep], all_t[keep], rng, attempts,
-                  rate)
+                  rate, np.bincount(node_of, minlength=sc.nodes))
 
 
 ATTEMPT, RELEASE = 0, 1

@@ -23,6 +23,7 @@ from sim.transient import (
 
 
 def _backoff_one(sc: Scenario, attempt: int, prev: float, rng: np.random.Generator) -> float:
+    """Written again on purpose, scalar: the oracle must not share the vectorised model's code."""
     base = min(sc.initial_s * sc.multiplier ** min(attempt, 64), sc.max_s)
     if sc.jitter == "none":
         return base
@@ -115,4 +116,5 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
     env.run()
     nodes = np.array([j for j, _ in arrivals], dtype=np.int64)
     times = np.array([t for _, t in arrivals])
-    return finish(sc, outage, final, orig, counts, nodes, times, rng, len(arrivals), rate)
+    return finish(sc, outage, final, orig, counts, nodes, times, rng, len(arrivals), rate,
+                  np.bincount(node_of, minlength=sc.nodes))

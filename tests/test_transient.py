@@ -143,3 +143,17 @@ def test_durable_sessions_never_lose_more_than_memory(d, mode: str, nodes: int, 
     durable = simulate(_storm(d, sessions="durable", **common), np.random.default_rng(0))
     assert durable.qos1_lost <= memory.qos1_lost + 1e-9
     assert durable.session_present.sum() >= memory.session_present.sum()
+
+
+@pytest.mark.parametrize("algorithm", ["five_tuple", "least_connections", "source_ip"])
+def test_storm_curve_ends_at_the_final_counts(algorithm: str) -> None:
+    """`twin storm`'s connected-clients curve starts from the run's own placement (five_tuple
+    places clients at random) and ends at the counts the transient reports."""
+    from sim.storm import connected_over_time
+
+    sc = Scenario(nodes=3, failed=(1,), mode="crash", clients=900, algorithm=algorithm, sites=7,
+                  return_after_s=float("inf"))
+    r = simulate(sc, np.random.default_rng(3))
+    conn = connected_over_time(sc, r, np.array([0.0, r.outage_s.max() + 1]))
+    np.testing.assert_array_equal(conn[:, -1], r.counts_after)
+    assert conn[:, -1].sum() == sc.clients and conn[1, 0] == 0
