@@ -121,8 +121,9 @@ class Fleet:
             c.on_publish = on_publish
         return c
 
-    def start(self, timeout_s: float = 60) -> float:
-        """Connect everyone (subscribers first) and start publishing; seconds it took."""
+    def start(self, timeout_s: float = 60, after_subscribers=None) -> float:
+        """Connect everyone (subscribers first) and start publishing; seconds it took.
+        `after_subscribers()` runs once every subscriber is in, before any publisher connects."""
         start = time.monotonic()
         props = None
         if self.s.protocol == "5":
@@ -148,6 +149,8 @@ class Fleet:
                 self._wait(len(group), group, timeout_s - (time.monotonic() - start),
                            self.subscribed)
                 time.sleep(1.0)  # and subscriptions reach the other nodes asynchronously
+                if after_subscribers is not None:
+                    after_subscribers()
         if self.pubs:
             self._publisher_thread = threading.Thread(target=self._publish_loop, daemon=True)
             self._publisher_thread.start()

@@ -25,10 +25,13 @@ from lab.scenario import Scenario
 SCHEMA_VERSION = 1
 
 
-def pick_target(lab: Lab, scenario: Scenario) -> str:
+def pick_target(lab: Lab, scenario: Scenario, subscribers_only: list[dict[str, str]] | None = None
+                ) -> str:
+    """`most_subscribers` uses the LB's session counts taken when only subscribers were
+    connected (the LB cannot tell subscribers from publishers later)."""
     target = scenario.target
     if target == "most_subscribers":
-        stats = [r for r in lab.lb_stats() if r["status"].startswith("UP")]
+        stats = [r for r in (subscribers_only or lab.lb_stats()) if r["status"].startswith("UP")]
         if not stats:
             raise LabError("no backend is UP: cannot choose the node with most subscribers")
         return max(stats, key=lambda r: (int(r["sessions"] or 0), r["name"]))["name"]
@@ -62,10 +65,11 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
     try:
         progress(f"{scenario.name} #{k}: connecting {scenario.clients.subscribers} subscribers, "
                  f"{scenario.clients.publishers} publishers")
-        fleet.start()
+        snapshot: list[dict[str, str]] = []
+        fleet.start(after_subscribers=lambda: snapshot.extend(lab.lb_stats()))
         time.sleep(scenario.warmup_s)
         with FaultGuard(lab) as guard:
-            target = pick_target(lab, scenario)
+            target = pick_target(lab, scenario, snapshot)
             progress(f"{scenario.name} #{k}: {scenario.fault} {target}")
             h.write("fault", what=scenario.fault, target=target, phase="start")
             guard.apply(scenario.fault, target)
