@@ -75,6 +75,9 @@ class Scenario:
     publish_per_s: float = 0.0
     subscriber_fraction: float = 0.5
     rtt_s: float = 0.02
+    unreachable: bool | None = None  # the failed host stops answering (None: by mode)
+    probe_timeout_s: float = 0.0  # an unanswered probe fails only after this
+    connack_latency_s: float = 0.0  # attempt to CONNACK at a healthy node
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -97,6 +100,8 @@ class TransientResult:
     arrivals_node: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     arrivals_t: np.ndarray = field(default_factory=lambda: np.empty(0))
     initial_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # per node
+    notice_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # per affected client
+    tries: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # attempts, per client
 
 
 # ---------------------------------------------------------------------------- shared pieces
@@ -120,6 +125,13 @@ def site_hash(sites: int) -> np.ndarray:
     return np.random.default_rng(20261126).integers(0, 2**31, size=sites)
 
 
+def attempts_time_out(sc: Scenario) -> bool:
+    """Does an attempt routed to the failed node hang until the connect timeout (rather than
+    being refused at once)? A crashed process on a live host refuses; a host that is gone (VM
+    loss, partition, a container whose address vanished) or hung does not answer."""
+    return sc.unreachable if sc.unreachable is not None else sc.mode not in REFUSING
+
+
 def detection_times(sc: Scenario, n: int, rng: np.random.Generator, lb_down_s: np.ndarray
                     ) -> np.ndarray:
     """When each affected client notices the loss."""
@@ -136,6 +148,8 @@ def lb_down_times(sc: Scenario, rng: np.random.Generator) -> np.ndarray:
     passes = sc.mode == "hang" and sc.probe_protocol == "tcp"
     first = rng.uniform(0, sc.probe_interval_s, size=len(sc.failed))
     t = first + (sc.probe_threshold - 1) * sc.probe_interval_s
+    if attempts_time_out(sc):
+        t = t + sc.probe_timeout_s
     return np.full(len(sc.failed), np.inf) if passes else t
 
 
@@ -180,7 +194,8 @@ def message_outcome(sc: Scenario, outage: np.ndarray, present: np.ndarray, n_sub
 
 
 def finish(sc: Scenario, outage, final_node, orig_node, counts, arrivals_node, arrivals_t,
-           rng, attempts: int, limit, initial_counts: np.ndarray) -> TransientResult:
+           rng, attempts: int, limit, initial_counts: np.ndarray, notice: np.ndarray,
+           tries: np.ndarray) -> TransientResult:
     n = len(outage)
     survives = session_survival(sc, n, rng)
     back_home = final_node == orig_node
@@ -199,7 +214,8 @@ def finish(sc: Scenario, outage, final_node, orig_node, counts, arrivals_node, a
         np.maximum.at(peak, uniq // (sec.max() + 1), cnt)
     cascade = sc.overload_connections is not None and bool(counts.max() > sc.overload_connections)
     return TransientResult(outage, present, final_node, counts, peak, limit, lost, lost0, dup,
-                           cascade, attempts, arrivals_node, arrivals_t, initial_counts)
+                           cascade, attempts, arrivals_node, arrivals_t, initial_counts, notice,
+                           tries)
 
 
 # ---------------------------------------------------------------------------- vectorised model
@@ -233,7 +249,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     lb_down_of[failed] = lb_down
     absent = np.zeros(sc.nodes, dtype=bool)
     absent[list(sc.down_before)] = True
-    refuse_now = sc.mode in REFUSING
+    refuse_now = not attempts_time_out(sc)
 
     calendar = _Calendar()
     calendar.push(next_a, np.arange(n), ATTEMPT)
@@ -275,7 +291,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
             wait = start - aj  # nan: dropped at a full backlog
             good = wait <= sc.connect_timeout_s
             won = idx[sel[good]]
-            outage[won] = start[good]
+            outage[won] = start[good] + sc.connack_latency_s
             final[won] = j
             counts[j] += int(good.sum())
             late = sel[~good]
@@ -299,7 +315,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     all_t = np.concatenate(arrivals_t) if arrivals_t else np.empty(0)
     keep = all_nodes >= 0
     return finish(sc, outage, final, orig, counts, all_nodes[keep], all_t[keep], rng, attempts,
-                  rate, np.bincount(node_of, minlength=sc.nodes))
+                  rate, np.bincount(node_of, minlength=sc.nodes), detect, attempt + 1)
 
 
 ATTEMPT, RELEASE = 0, 1

@@ -10,10 +10,10 @@ import numpy as np
 import simpy
 
 from sim.transient import (
-    REFUSING,
     Scenario,
     TransientResult,
     _initial_sticky,
+    attempts_time_out,
     detection_times,
     finish,
     initial_placement,
@@ -49,6 +49,7 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
     hashes = site_hash(sc.sites)
     outage = np.full(n, np.nan)
     final = np.full(n, -1)
+    tries = np.zeros(n, dtype=np.int64)
     arrivals: list[tuple[int, float]] = []
     rate = sc.max_conn_rate_per_s
     env = simpy.Environment()
@@ -88,7 +89,7 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
             a = env.now
             arrivals.append((j, a))
             if not healthy(j):
-                if sc.mode not in REFUSING:
+                if attempts_time_out(sc):
                     pending[j] += 1
                     yield env.timeout(sc.connect_timeout_s)
                     pending[j] -= 1
@@ -105,7 +106,8 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                 next_free[j] = start + 1 / rate
             if start - a <= sc.connect_timeout_s:
                 counts[j] += 1
-                outage[i], final[i] = start, j
+                outage[i], final[i] = start + sc.connack_latency_s, j
+                tries[i] = attempt
                 return
             pending[j] += 1
             yield env.timeout(sc.connect_timeout_s)
@@ -117,4 +119,4 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
     nodes = np.array([j for j, _ in arrivals], dtype=np.int64)
     times = np.array([t for _, t in arrivals])
     return finish(sc, outage, final, orig, counts, nodes, times, rng, len(arrivals), rate,
-                  np.bincount(node_of, minlength=sc.nodes))
+                  np.bincount(node_of, minlength=sc.nodes), detect, tries)

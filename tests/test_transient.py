@@ -33,20 +33,25 @@ SCENARIOS = {
     "client-IP persistence over least connections, crash": Scenario(
         nodes=3, failed=(0,), mode="crash", clients=600, persistence="client_ip", sites=12,
         probe_threshold=2, return_after_s=40),
+    "container kill: connections reset, address gone, probe timeout, CONNACK latency": Scenario(
+        nodes=3, failed=(2,), mode="crash", clients=60, unreachable=True, probe_protocol="mqtt",
+        probe_interval_s=1, probe_timeout_s=1, on_down="reset", keepalive_s=5, connect_timeout_s=5,
+        max_s=8, connack_latency_s=0.15, sessions="durable", return_after_s=float("inf")),
 }
 REPS = 150
 
 
 def _runs(model, sc: Scenario, seed: int, reps: int):
     rng = np.random.default_rng(seed)
-    p50, p95, one, present = [], [], [], []
+    p50, p95, one, present, tries = [], [], [], [], []
     for _ in range(reps):
         r = model(sc, rng)
         p50.append(np.percentile(r.outage_s, 50))
         p95.append(np.percentile(r.outage_s, 95))
         one.append(r.outage_s[rng.integers(len(r.outage_s))])  # one client per run: iid for KS
         present.append(r.session_present.mean())
-    return np.array(p50), np.array(p95), np.array(one), np.array(present)
+        tries.append(r.tries.mean())
+    return np.array(p50), np.array(p95), np.array(one), np.array(present), np.array(tries)
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -54,7 +59,8 @@ def test_vectorised_agrees_with_per_client_reference(name: str) -> None:
     sc = SCENARIOS[name]
     ref = _runs(simulate_reference, sc, 1, REPS)
     vec = _runs(simulate, sc, 2, 4 * REPS)  # 4x the runs: its own noise is small beside the CI
-    for label, r, v in (("p50", ref[0], vec[0]), ("p95", ref[1], vec[1])):
+    for label, r, v in (("p50", ref[0], vec[0]), ("p95", ref[1], vec[1]),
+                        ("attempts per client", ref[4], vec[4])):
         mean, (lo, hi) = mean_ci(r)
         tol = 1e-9 * max(1.0, abs(mean))  # a CI of zero width (deterministic) still needs ==
         print(f"{name} {label}: reference {mean:.3f} [{lo:.3f}, {hi:.3f}], vectorised {v.mean():.3f}")
