@@ -29,6 +29,10 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
     last_seq: dict[tuple[str, str], int] = {}
     events_by_client: dict[str, list[tuple[float, str, bool]]] = defaultdict(list)
     fault_start = fault_end = None
+    target = ""
+    placement: dict[str, str] = {}
+    attempts: dict[str, list[float]] = defaultdict(list)
+    lb_events: list[tuple[float, str, str]] = []
     stop_t = next((r["t"] for r in records if r["ev"] == "stop"), float("inf"))
     for r in records:
         ev = r["ev"]
@@ -49,9 +53,15 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
                 last_seq[stream] = max(last_seq.get(stream, -1), r["s"])
         elif ev in ("connect", "disconnect"):
             events_by_client[r["c"]].append((r["t"], ev, bool(r.get("sp", False))))
+        elif ev == "attempt":
+            attempts[r["c"]].append(r["t"])
+        elif ev == "lb":
+            lb_events.append((r["t"], r["node"], r["status"]))
         elif ev == "fault":
             if r["phase"] == "start" and fault_start is None:
                 fault_start = r["t"]
+                target = r.get("target", "")
+                placement = r.get("placement") or {}
             elif r["phase"] == "end":
                 fault_end = r["t"]
 
@@ -95,4 +105,62 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
         "sessions": {"reconnects": reconnects, "present": present,
                      "present_ratio": present / reconnects if reconnects else None},
         "fault": {"start": fault_start, "end": fault_end},
+        **_by_origin(events_by_client, attempts, lb_events, fault_start, target, placement),
     }
+
+
+def _by_origin(events_by_client, attempts, lb_events, fault_start, target, placement
+               ) -> dict[str, Any]:
+    """What the model replays: the clients that were on the failed node (from the brokers' own
+    placement at the fault), each one's first outage measured from its disconnect; everything
+    else (clients of other nodes, second outages) is collateral. Plus attempt timings and the
+    LB's view, which calibration fits."""
+    if fault_start is None:
+        return {"origin": None}
+    first: list[float] = []
+    detection: list[float] = []
+    collateral: list[float] = []
+    connack: list[float] = []
+    failed_attempt: list[float] = []
+    first_attempt: list[float] = []
+    for client, evs in events_by_client.items():
+        on_target = placement.get(client) == target
+        tries = sorted(t for t in attempts.get(client, []) if t >= fault_start)
+        down_since = None
+        counted = False
+        for t, ev, _sp in evs:
+            if t < fault_start:
+                continue
+            last_try = max((a for a in tries if a <= t), default=None)
+            if ev == "disconnect":
+                if down_since is None:
+                    down_since = t
+                    if on_target and not counted:
+                        detection.append(t - fault_start)
+                    nxt = next((a for a in tries if a >= t), None)
+                    if nxt is not None:
+                        first_attempt.append(nxt - t)
+                elif last_try is not None and last_try >= down_since:
+                    failed_attempt.append(t - last_try)
+            elif ev == "connect" and down_since is not None:
+                if last_try is not None and last_try >= down_since:
+                    connack.append(t - last_try)
+                (first if on_target and not counted else collateral).append(t - down_since)
+                counted = counted or on_target
+                down_since = None
+    lb_target = [(t - fault_start, st) for t, node, st in lb_events if node == target
+                 and t >= fault_start]
+    return {"origin": {
+        "placement_known": bool(placement),
+        "target_clients": sum(1 for node in placement.values() if node == target),
+        "target_client_outages": [float(x) for x in first],
+        "collateral_outages": [float(x) for x in collateral],
+        "detection_s": [float(x) for x in detection],
+        "connack_latency_s": [float(x) for x in connack],
+        "failed_attempt_s": [float(x) for x in failed_attempt],
+        "first_attempt_delay_s": [float(x) for x in first_attempt],
+        "lb_target_down_s": next((t for t, st in lb_target if st == "DOWN"), None),
+        "lb_target_up_s": next((t for t, st in lb_target if st == "UP"), None),
+        "lb_others_down": sum(1 for t, node, st in lb_events if node != target and st == "DOWN"
+                              and t >= fault_start),
+    }}

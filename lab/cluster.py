@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import secrets
 import shutil
@@ -95,7 +96,10 @@ class Lab:
                            f"EMQX_DASHBOARD_PASSWORD={secrets.token_urlsafe(18)}\n")
             env.chmod(0o600)
         self.generated.mkdir(parents=True, exist_ok=True)
-        health = (8222, "/healthz") if self.config.standin else (18083, "/api/v5/status")
+        # Node-local liveness, like EMQX's /api/v5/status: NATS's plain /healthz also fails while
+        # JetStream elects a leader, which would take every survivor out of rotation at once.
+        health = (8222, "/healthz?js-enabled-only=true") if self.config.standin \
+            else (18083, "/api/v5/status")
         for region, names in (("a", REGION_A), ("b", REGION_B)):
             backends = tuple(Backend(n, 1883, *health) for n in names)
             lb = LBSettings(**{**self.config.lb.__dict__, "backends": backends})
@@ -175,6 +179,45 @@ class Lab:
         rows = csv.DictReader(io.StringIO(text))
         return [{"name": r["svname"], "status": r["status"], "sessions": r["scur"]}
                 for r in rows if r["pxname"] == "brokers" and r["svname"] not in ("BACKEND",)]
+
+    def roles(self) -> dict[str, str]:
+        """Who leads what in the cluster right now (stand-in: JetStream meta and stream leaders,
+        which decide how long a node's loss blocks new sessions); {} where not known."""
+        if not self.config.standin:
+            return {}
+        for name in self.brokers():
+            c = self.container(name)
+            if c.status != "running":
+                continue
+            code, out = c.exec_run(["curl", "-fsS", "--max-time", "2",
+                                    "http://127.0.0.1:8222/jsz?accounts=true&streams=true"])
+            if code != 0:
+                continue
+            data = json.loads(out)
+            roles = {"meta": data.get("meta_cluster", {}).get("leader", "")}
+            for acc in data.get("account_details") or []:
+                for st in acc.get("stream_detail") or []:
+                    roles[st["name"]] = (st.get("cluster") or {}).get("leader", "")
+            return roles
+        return {}
+
+    def placement(self) -> dict[str, str]:
+        """Which node each MQTT client is connected to, from the brokers themselves (stand-in:
+        NATS /connz); {} where not known (EMQX would need its REST API credentials)."""
+        if not self.config.standin:
+            return {}
+        where: dict[str, str] = {}
+        for name in self.brokers():
+            c = self.container(name)
+            if c.status != "running":
+                continue
+            code, out = c.exec_run(["curl", "-fsS", "--max-time", "2",
+                                    "http://127.0.0.1:8222/connz?limit=100000"])
+            if code == 0:
+                for conn in json.loads(out).get("connections") or []:
+                    if conn.get("mqtt_client"):
+                        where[conn["mqtt_client"]] = name
+        return where
 
     def endpoint(self) -> tuple[str, int]:
         return "127.0.0.1", self.config.mqtt_port

@@ -244,6 +244,7 @@ class Fleet:
             for c in due:
                 if self._closing.is_set():
                     break
+                self.h.write("attempt", c=c._client_id.decode())
                 try:
                     c.reconnect()
                 except OSError:  # refused or unreachable: next try after the back-off

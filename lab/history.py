@@ -6,7 +6,10 @@ Record kinds (`ev`), all times `t` in Unix seconds:
   send        p (publisher id), s (sequence), q (QoS)
   ack         p, s
   recv        c (subscriber id), p, s, ts (send time from the payload), dup (DUP flag)
-  fault       what, target, phase ("start" | "end")
+  attempt     c: a reconnect attempt starts (the fleet's own back-off schedules it)
+  fault       what, target, phase ("start" | "end"); at start also roles (who led what) and
+              placement ({client id: node}, from the brokers; {} where unknown)
+  lb          node, status ("UP" | "DOWN"): the LB's view changed (polled every 0.2 s)
   meta        free-form run metadata (first line)
   stop        the fleet is being shut down: later disconnects are not outages
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -40,6 +41,38 @@ def pick_target(lab: Lab, scenario: Scenario, subscribers_only: list[dict[str, s
     return target
 
 
+class LBWatcher:
+    """Writes an `lb` record whenever HAProxy changes its mind about a backend (polled every
+    0.2 s): when the LB took a node out and put it back is what the model's probe must match."""
+
+    def __init__(self, lab: Lab, h: HistoryWriter, period_s: float = 0.2) -> None:
+        self.lab, self.h, self.period_s = lab, h, period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lb-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        last: dict[str, str] = {}
+        while not self._stop.wait(self.period_s):
+            try:
+                rows = self.lab.lb_stats()
+            except OSError:  # the LB itself is the fault: nothing to read
+                continue
+            for r in rows:
+                up = r["status"].split()[0] if r["status"] else ""
+                up = "UP" if up.startswith("UP") else "DOWN" if up.startswith(("DOWN", "MAINT")) else up
+                if last.get(r["name"]) != up:
+                    last[r["name"]] = up
+                    self.h.write("lb", node=r["name"], status=up)
+
+
 def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
              progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     history_path = out / f"{scenario.name}-{k}.jsonl"
@@ -52,7 +85,8 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
         "broker": lab.config.broker_version(), "standin": lab.config.standin,
         "sessions": scenario.sessions, "lb": {k2: v for k2, v in asdict(scenario.lb).items()
                                              if k2 != "backends"},
-        "clients": asdict(scenario.clients), "fault": scenario.fault,
+        "clients": asdict(scenario.clients), "fault": scenario.fault, "undo": scenario.undo,
+        "nodes": len(lab.brokers()),
         "timings": {"warmup_s": scenario.warmup_s, "fault_s": scenario.fault_s,
                     "recover_s": scenario.recover_s, "drain_s": scenario.drain_s},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -62,16 +96,20 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
     host, port = lab.endpoint()
     fleet = Fleet(host, port, scenario.clients, h, run_id)
     target = ""
+    watcher = LBWatcher(lab, h)
     try:
         progress(f"{scenario.name} #{k}: connecting {scenario.clients.subscribers} subscribers, "
                  f"{scenario.clients.publishers} publishers")
         snapshot: list[dict[str, str]] = []
         fleet.start(after_subscribers=lambda: snapshot.extend(lab.lb_stats()))
+        watcher.start()
         time.sleep(scenario.warmup_s)
         with FaultGuard(lab) as guard:
             target = pick_target(lab, scenario, snapshot)
+            roles, placement = lab.roles(), lab.placement()
             progress(f"{scenario.name} #{k}: {scenario.fault} {target}")
-            h.write("fault", what=scenario.fault, target=target, phase="start")
+            h.write("fault", what=scenario.fault, target=target, phase="start", roles=roles,
+                    placement=placement)
             guard.apply(scenario.fault, target)
             time.sleep(scenario.fault_s)
             if scenario.undo == "during_run":
@@ -83,6 +121,7 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
             time.sleep(scenario.drain_s)
             # with undo = "after_run" the guard undoes the fault here, after the measurement
     finally:
+        watcher.stop()
         h.write("stop")
         fleet.stop()
         h.close()
