@@ -19,6 +19,9 @@ Semantics shared by both models (each is an assumption stated once, here):
   it times out without using a slot); one that waits longer than the connect timeout fails but
   still uses its slot (the broker accepts a socket the client has closed).
 * least connections counts established plus pending connections; ties go to the lowest node index.
+* until `session_store_down_s` (a replicated session store electing a new leader) a survivor
+  holds a CONNECT for up to `session_store_wait_s`: it succeeds when the store is back within that
+  wait (and the client's connect timeout), else it fails when the wait (or the timeout) runs out.
 * memory sessions survive only when the client gets back to its original node while that node's
   memory survived (hang, partition); durable sessions resume while a majority of the session's
   replicas is up.
@@ -78,6 +81,8 @@ class Scenario:
     unreachable: bool | None = None  # the failed host stops answering (None: by mode)
     probe_timeout_s: float = 0.0  # an unanswered probe fails only after this
     connack_latency_s: float = 0.0  # attempt to CONNACK at a healthy node
+    session_store_down_s: float = 0.0  # survivors cannot open sessions until then (leader lost)
+    session_store_wait_s: float = 0.0  # how long a survivor holds a CONNECT meanwhile
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -284,11 +289,19 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
             if not len(sel):
                 continue
             aj = a[sel]
+            if aj[0] < sc.session_store_down_s:
+                limit = min(sc.session_store_wait_s, sc.connect_timeout_s)
+                give_up = sc.session_store_down_s - aj > limit
+                fail_t[sel[give_up]] = aj[give_up] + limit
+                sel = sel[~give_up]
+                aj = np.maximum(a[sel], sc.session_store_down_s)
+                if not len(sel):
+                    continue
             if rate is None:
                 start = aj
             else:
                 start, next_free[j] = admit(aj, next_free[j], rate, sc.listen_backlog / rate)
-            wait = start - aj  # nan: dropped at a full backlog
+            wait = start - a[sel]  # nan: dropped at a full backlog
             good = wait <= sc.connect_timeout_s
             won = idx[sel[good]]
             outage[won] = start[good] + sc.connack_latency_s

@@ -96,10 +96,18 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                 continue
             if sc.max_connections is not None and counts[j] + pending[j] >= sc.max_connections:
                 continue
-            start = a if rate is None else max(a, next_free[j])
-            if rate is not None and start - a > sc.listen_backlog / rate:  # backlog full: SYN lost
+            if a < sc.session_store_down_s:  # held by a survivor whose session store is down
+                limit = min(sc.session_store_wait_s, sc.connect_timeout_s)
+                held = sc.session_store_down_s - a
                 pending[j] += 1
-                yield env.timeout(sc.connect_timeout_s)
+                yield env.timeout(min(held, limit))
+                pending[j] -= 1
+                if held > limit:
+                    continue
+            start = env.now if rate is None else max(env.now, next_free[j])
+            if rate is not None and start - env.now > sc.listen_backlog / rate:  # backlog full: SYN lost
+                pending[j] += 1
+                yield env.timeout(a + sc.connect_timeout_s - env.now)  # the client's timer
                 pending[j] -= 1
                 continue
             if rate is not None:
@@ -110,7 +118,7 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                 tries[i] = attempt
                 return
             pending[j] += 1
-            yield env.timeout(sc.connect_timeout_s)
+            yield env.timeout(a + sc.connect_timeout_s - env.now)
             pending[j] -= 1
 
     for i in range(n):

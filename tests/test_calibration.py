@@ -11,10 +11,20 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from sim.calibration import MIN_SAMPLES, CalibrationError, calibrate, load_results, validate
+from sim.calibration import (
+    FAULT_MODE,
+    MIN_SAMPLES,
+    CalibrationError,
+    calibrate,
+    load_results,
+    meets_targets,
+    replay_scenario,
+    validate,
+)
 from sim.metrics import summarise
 from sim.montecarlo import run
 from sim.spec import load_spec
+from sim.transient import simulate
 
 
 def _summary(fault: str, outages: np.ndarray, present: int = 10, reconnects: int = 10,
@@ -32,6 +42,7 @@ def _summary(fault: str, outages: np.ndarray, present: int = 10, reconnects: int
 
 
 def _write(tmp: Path, name: str, data: dict) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f"{name}.json"
     path.write_text(json.dumps(data))
     return path
@@ -65,15 +76,68 @@ def test_not_a_lab_summary_is_refused(tmp_path: Path) -> None:
         load_results([bad])
 
 
-def test_validate_on_held_out_runs_from_the_same_distribution(tmp_path: Path) -> None:
+LAB_META = {
+    "schema_version": 1, "scenario": "crash", "scenario_file": "lab/scenarios/crash.toml",
+    "repetition": 0, "broker": "synthetic", "standin": True, "sessions": "durable",
+    "date": "2026-11-26T00:00:00+00:00", "fault": "kill", "undo": "after_run", "nodes": 3,
+    "target": "emqx-a3",
+    "lb": {"algorithm": "least_connections", "probe": "http", "interval_s": 1, "fall": 1,
+           "rise": 2, "on_down": "reset"},
+    "clients": {"subscribers": 30, "publishers": 30, "qos": 1, "keepalive_s": 5,
+                "publish_per_s": 2, "reconnect_min_s": 1, "reconnect_max_s": 8},
+    "timings": {"warmup_s": 6, "fault_s": 30, "recover_s": 20, "drain_s": 4},
+}
+
+
+def _lab_run(rng: np.random.Generator, fault: str = "kill", probe_timeout_s: float = 1.0,
+             shift_s: float = 0.0) -> dict:
+    """A lab summary whose world is the transient model itself with a known probe timeout, CONNACK
+    latency and client overhead (plus an optional error `shift_s` the model does not know)."""
+    meta = {**LAB_META, "fault": fault}
+    sc = replay_scenario(meta, {"probe_timeout_s": probe_timeout_s})
+    r = simulate(sc, rng)
+    n = len(r.outage_s)
+    latency = rng.uniform(0.01, 0.13, size=n)
+    overhead = rng.uniform(0.0, 0.05, size=n) * r.tries
+    outages = r.outage_s - r.notice_s + latency + overhead + shift_s
+    return {
+        "meta": meta,
+        "client_outages": outages.tolist(),
+        "sessions": {"reconnects": 10, "present": 10, "present_ratio": 1.0},
+        "messages": {"acknowledged_lost": 0, "duplicated": 0},
+        "origin": {"placement_known": True, "target_clients": n,
+                   "target_client_outages": outages.tolist(), "collateral_outages": [1.0] * 4,
+                   "detection_s": r.notice_s.tolist(), "connack_latency_s": latency.tolist(),
+                   "first_attempt_delay_s": (1.0 + overhead / r.tries).tolist(),
+                   "lb_target_down_s": 0.5 + probe_timeout_s},
+    }
+
+
+@pytest.mark.parametrize("fault", ["kill", "pause", "partition"])
+def test_replay_of_a_world_like_the_model_meets_the_targets(tmp_path: Path, fault: str) -> None:
     rng = np.random.default_rng(5)
-    train = [_summary("kill", rng.gamma(3.0, 2.0, size=300)) for _ in range(3)]
-    held = _summary("kill", rng.gamma(3.0, 2.0, size=300))
-    paths = [_write(tmp_path, f"train{i}", t) for i, t in enumerate(train)]
-    cal = calibrate(load_results(paths), "t")
-    [row] = validate(load_results([_write(tmp_path, "held", held)]), cal)
-    assert row["ks_distance"] < 0.1
-    assert abs(row["rel_error"]["p50"]) < 0.15 and abs(row["rel_error"]["p95"]) < 0.15
+    train = [_write(tmp_path, f"train{i}", _lab_run(rng, fault)) for i in range(2)]
+    held = [_write(tmp_path, f"held{i}", _lab_run(rng, fault)) for i in range(2)]
+    cal = calibrate(load_results(train), "t")
+    mode = cal["modes"][FAULT_MODE[fault][0]]
+    assert mode["mechanism"]["probe_timeout_s"] == pytest.approx(1.0)
+    assert mode["mechanism"]["connack_latency_s"]["median"] == pytest.approx(0.07, abs=0.01)
+    assert mode["collateral"]["outages_per_other_client"] == pytest.approx(4 / 40)
+    report = validate(load_results(held), cal, reps=100)
+    for row in [*report["runs"], *report["modes"].values()]:
+        assert meets_targets(row), row
+    assert all(r["session_present"]["sim"] == 1.0 for r in report["runs"])
+    assert all(r["acknowledged_lost"] == {"lab": 0, "sim": 0} for r in report["runs"])
+
+
+def test_validation_catches_an_error_the_model_does_not_know(tmp_path: Path) -> None:
+    """A lab whose clients take 2 s longer than the mechanism says: the replay must fail it."""
+    rng = np.random.default_rng(8)
+    train = [_write(tmp_path, f"train{i}", _lab_run(rng)) for i in range(2)]
+    held = _write(tmp_path, "held", _lab_run(rng, shift_s=2.0))
+    report = validate(load_results([held]), calibrate(load_results(train), "t"), reps=100)
+    [row] = report["runs"]
+    assert not meets_targets(row) and row["rel_error"]["p50"] < -0.15  # the twin is 2 s short
 
 
 def test_topology_with_calibration_uses_it(tmp_path: Path) -> None:
@@ -95,15 +159,23 @@ def test_topology_with_calibration_uses_it(tmp_path: Path) -> None:
 
 def test_cli_calibrate_and_validate(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
-    p = _write(tmp_path, "kill", _summary("kill", rng.gamma(3.0, 2.0, size=100)))
+    train = [_write(tmp_path, f"kill{i}", _lab_run(rng)) for i in range(2)]
+    held = _write(tmp_path / "held", "kill", _lab_run(rng))
     out = tmp_path / "cal.json"
-    r = subprocess.run([sys.executable, "-m", "twin.cli", "calibrate", str(p), "--out", str(out)],
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "crash: 100 outages" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "twin.cli", "validate", str(p), "--calibration",
+    r = subprocess.run([sys.executable, "-m", "twin.cli", "calibrate", *map(str, train), "--out",
                         str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
+    assert "crash: 40 outages of the failed node's clients from 2 run(s)" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "twin.cli", "validate", str(held), "--calibration",
+                        str(out), "--plots", str(tmp_path / "plots"), "--json",
+                        str(tmp_path / "v.json")], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "plots" / "validation_cdf.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "v.json").read_text())["modes"]["crash"]["runs"] == 1
+    r = subprocess.run([sys.executable, "-m", "twin.cli", "validate", str(held), "--calibration",
+                        str(held)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "not a calibration file" in r.stderr
     r = subprocess.run([sys.executable, "-m", "twin.cli", "calibrate", str(tmp_path / "nope"),
                         "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr

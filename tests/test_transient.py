@@ -37,6 +37,11 @@ SCENARIOS = {
         nodes=3, failed=(2,), mode="crash", clients=60, unreachable=True, probe_protocol="mqtt",
         probe_interval_s=1, probe_timeout_s=1, on_down="reset", keepalive_s=5, connect_timeout_s=5,
         max_s=8, connack_latency_s=0.15, sessions="durable", return_after_s=float("inf")),
+    "hang, session store leader lost, survivors hold CONNECTs, storm": Scenario(
+        nodes=3, failed=(0,), mode="hang", clients=600, probe_protocol="http", probe_interval_s=1,
+        probe_timeout_s=1, on_down="reset", keepalive_s=5, connect_timeout_s=5, max_s=8,
+        session_store_down_s=8.0, session_store_wait_s=4.0, max_conn_rate_per_s=40,
+        listen_backlog=60, jitter="full", sessions="durable", return_after_s=12),
 }
 REPS = 150
 
