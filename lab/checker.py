@@ -31,6 +31,7 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
     fault_start = fault_end = None
     target = ""
     placement: dict[str, str] = {}
+    roles: dict[str, str] = {}
     attempts: dict[str, list[float]] = defaultdict(list)
     lb_events: list[tuple[float, str, str]] = []
     stop_t = next((r["t"] for r in records if r["ev"] == "stop"), float("inf"))
@@ -62,6 +63,7 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
                 fault_start = r["t"]
                 target = r.get("target", "")
                 placement = r.get("placement") or {}
+                roles = r.get("roles") or {}
             elif r["phase"] == "end":
                 fault_end = r["t"]
 
@@ -105,11 +107,11 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
         "sessions": {"reconnects": reconnects, "present": present,
                      "present_ratio": present / reconnects if reconnects else None},
         "fault": {"start": fault_start, "end": fault_end},
-        **_by_origin(events_by_client, attempts, lb_events, fault_start, target, placement),
+        **_by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles),
     }
 
 
-def _by_origin(events_by_client, attempts, lb_events, fault_start, target, placement
+def _by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles
                ) -> dict[str, Any]:
     """What the model replays: the clients that were on the failed node (from the brokers' own
     placement at the fault), each one's first outage measured from its disconnect; everything
@@ -123,9 +125,15 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
     connack: list[float] = []
     failed_attempt: list[float] = []
     first_attempt: list[float] = []
+    target_attempts: list[list] = []
     for client, evs in events_by_client.items():
         on_target = placement.get(client) == target
         tries = sorted(t for t in attempts.get(client, []) if t >= fault_start)
+        if on_target:  # each attempt's outcome: [start after the fault, CONNACK?, how long]
+            for a in tries:
+                end = next(((t, ev) for t, ev, _sp in evs if t >= a), None)
+                if end is not None:
+                    target_attempts.append([a - fault_start, end[1] == "connect", end[0] - a])
         down_since = None
         counted = False
         for t, ev, _sp in evs:
@@ -152,6 +160,7 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
                  and t >= fault_start]
     return {"origin": {
         "placement_known": bool(placement),
+        "roles": roles,  # who led what when the fault struck (stand-in: JetStream leaders)
         "target_clients": sum(1 for node in placement.values() if node == target),
         "target_client_outages": [float(x) for x in first],
         "collateral_outages": [float(x) for x in collateral],
@@ -159,6 +168,7 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
         "connack_latency_s": [float(x) for x in connack],
         "failed_attempt_s": [float(x) for x in failed_attempt],
         "first_attempt_delay_s": [float(x) for x in first_attempt],
+        "target_attempts": target_attempts,
         "lb_target_down_s": next((t for t, st in lb_target if st == "DOWN"), None),
         "lb_target_up_s": next((t for t, st in lb_target if st == "UP"), None),
         "lb_others_down": sum(1 for t, node, st in lb_events if node != target and st == "DOWN"

@@ -12,6 +12,7 @@ back-off, LB settings) with the calibrated values and measures the twin's error 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ NOT_REPLAYED = {"rolling_restart": "several events in one run", "lb_loss": "not 
 FAMILIES = {"lognormal": stats.lognorm, "gamma": stats.gamma, "weibull": stats.weibull_min,
             "exponential": stats.expon}
 MIN_SAMPLES = 20
+CLIENT_GAVE_UP = 0.9  # an attempt that lasted this share of the keepalive: the client's timeout
+SESSION_STORE_ROLE = "$MQTT_sess"  # the stand-in's session store (a JetStream stream) and its leader
 QUANTILES = np.linspace(0.0, 1.0, 101)
 REPLAYS = 200  # transient replications per lab run
 
@@ -178,9 +181,9 @@ def _mechanism(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for r, o in zip(runs, map(_origin, runs), strict=True):
         if not o:
             continue
-        # Attempts that got no CONNACK: how long the client really waits (its timer's granularity).
+        # Attempts the client gave up on: how long it really waits (its timer's granularity).
         wait = r["meta"]["clients"]["keepalive_s"]
-        hung_attempts += [x for x in o.get("failed_attempt_s", []) if x >= wait / 2]
+        hung_attempts += [x for x in o.get("failed_attempt_s", []) if x >= CLIENT_GAVE_UP * wait]
         latency += o["connack_latency_s"]
         # The client's own overhead: how late its first attempt came after the back-off delay.
         first_try = r["meta"]["clients"]["reconnect_min_s"]
@@ -191,13 +194,52 @@ def _mechanism(runs: list[dict[str, Any]]) -> dict[str, Any]:
             probe_timeout.append(down - lb["interval_s"] / 2 - (lb["fall"] - 1) * lb["interval_s"])
     return {
         "runs_with_placement": len(origins),
+        "session_store": _session_store(runs),
         "connack_latency_s": empirical(latency),
         "reconnect_overhead_s": empirical(np.maximum(overhead, 0.0)),
         "probe_timeout_s": float(max(0.0, np.mean(probe_timeout))) if probe_timeout else 0.0,
-        "connack_wait_s": float(np.median(hung_attempts)) if hung_attempts else None,
+        "connack_wait_s": empirical(hung_attempts),
         "lb_target_down_s": [o.get("lb_target_down_s") for o in origins],
         "detection_s": empirical([x for o in origins for x in o["detection_s"]]),
     }
+
+
+def _store_down_s(r: dict[str, Any]) -> tuple[float, list[float]]:
+    """When the survivors could open sessions again: after the last attempt a survivor held and
+    then dropped, before the first CONNACK that followed (the middle of the two; 0 when no attempt
+    was held); and how long survivors held such attempts."""
+    o = _origin(r)
+    after = o.get("lb_target_down_s") or 0.0  # earlier attempts may have gone to the failed node
+    wait = r["meta"]["clients"]["keepalive_s"]
+    attempts = [a for a in o.get("target_attempts", []) if a[0] >= after]
+    held = [(a, d) for a, ok, d in attempts if not ok and 0.5 <= d < CLIENT_GAVE_UP * wait]
+    if not held:
+        return 0.0, []
+    lower = max(a + d for a, d in held)
+    upper = min((a + d for a, ok, d in attempts if ok and a + d > lower), default=lower)
+    return (lower + upper) / 2, [d for _, d in held]
+
+
+def _leader_lost(r: dict[str, Any]) -> bool | None:
+    roles = (_origin(r) or {}).get("roles") or {}
+    return roles[SESSION_STORE_ROLE] == r["meta"].get("target") if SESSION_STORE_ROLE in roles \
+        else None
+
+
+def _session_store(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """How long the survivors could not open sessions, per run, grouped by whether the failed node
+    led the session store (known on the stand-in from its roles; unknown elsewhere)."""
+    groups: dict[str, list[float]] = {"leader_lost": [], "leader_kept": [], "unknown": []}
+    waits: list[float] = []
+    for r in runs:
+        if not _origin(r):
+            continue
+        down, held = _store_down_s(r)
+        waits += held
+        lost = _leader_lost(r)
+        groups["unknown" if lost is None else "leader_lost" if lost else "leader_kept"].append(down)
+    return {"role": SESSION_STORE_ROLE, "down_s": groups,
+            "wait_s": float(np.median(waits)) if waits else 0.0}
 
 
 def _collateral(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -233,22 +275,38 @@ def replay_scenario(meta: dict[str, Any], mechanism: dict[str, Any]) -> Scenario
         probe_threshold=lb["fall"], on_down=lb["on_down"], probe_timeout_s=mechanism["probe_timeout_s"],
         keepalive_s=c["keepalive_s"],
         # the fleet waits one keepalive for CONNACK (paho), as measured when it was measured
-        connect_timeout_s=mechanism.get("connack_wait_s") or c["keepalive_s"],
+        connect_timeout_s=(mechanism.get("connack_wait_s") or {}).get("median", c["keepalive_s"]),
         initial_s=c["reconnect_min_s"], max_s=c["reconnect_max_s"], multiplier=2.0,
         sessions=meta["sessions"], qos=c["qos"], publish_per_s=c["publish_per_s"],
         subscriber_fraction=c["subscribers"] / (c["subscribers"] + c["publishers"]),
     )
 
 
+def _windows_for(down_s: dict[str, list[float]], lost_leader: bool | None) -> list[float]:
+    """The calibration runs' session-store windows that apply: those with the same leader
+    situation when it is known and was calibrated, else all of them."""
+    if lost_leader is not None:
+        same = down_s.get("leader_lost" if lost_leader else "leader_kept") or []
+        if same:
+            return same
+    return [w for ws in down_s.values() for w in ws]
+
+
 def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generator,
-           reps: int = REPLAYS) -> dict[str, Any]:
+           reps: int = REPLAYS, lost_leader: bool | None = None) -> dict[str, Any]:
     """Replay one lab run `reps` times: the failed node's clients' outages from their
     disconnect (as the lab measures them), sessions present, expected loss."""
     mech = fitted["mechanism"]
     sc = replay_scenario(meta, mech)
+    store = mech.get("session_store") or {"down_s": {}, "wait_s": 0.0}
+    windows = _windows_for(store["down_s"], lost_leader)
     outages, present, lost, dup = [], [], [], []
     for _ in range(reps):
-        r = simulate(sc, rng)
+        w = float(rng.choice(windows)) if windows else 0.0
+        timer = mech.get("connack_wait_s")  # one per run: the clients' timers tick together
+        r = simulate(replace(sc, session_store_down_s=w, session_store_wait_s=store["wait_s"],
+                             connect_timeout_s=float(draw(timer, 1, rng)[0]) if timer
+                             else sc.connect_timeout_s), rng)
         n = len(r.outage_s)
         # the client's own overhead comes with every attempt it makes
         per_try = draw(mech["reconnect_overhead_s"], int(r.tries.sum()), rng)
@@ -293,7 +351,7 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
                                    else "not a node fault")
             skipped.append({"run": meta["source_file"], "why": why if len(lab) else "no outages"})
             continue
-        sim = replay(meta, fitted, rng, reps)
+        sim = replay(meta, fitted, rng, reps, _leader_lost(r) if _origin(r) else None)
         o = _origin(r)
         coll = fitted["collateral"]
         others = (meta["clients"]["subscribers"] + meta["clients"]["publishers"]

@@ -98,7 +98,8 @@ def _lab_run(rng: np.random.Generator, fault: str = "kill", probe_timeout_s: flo
     r = simulate(sc, rng)
     n = len(r.outage_s)
     latency = rng.uniform(0.01, 0.13, size=n)
-    overhead = rng.uniform(0.0, 0.05, size=n) * r.tries
+    per_try = rng.uniform(0.0, 0.05, size=(n, int(r.tries.max())))
+    overhead = np.where(np.arange(per_try.shape[1]) < r.tries[:, None], per_try, 0.0).sum(axis=1)
     outages = r.outage_s - r.notice_s + latency + overhead + shift_s
     return {
         "meta": meta,
@@ -108,7 +109,7 @@ def _lab_run(rng: np.random.Generator, fault: str = "kill", probe_timeout_s: flo
         "origin": {"placement_known": True, "target_clients": n,
                    "target_client_outages": outages.tolist(), "collateral_outages": [1.0] * 4,
                    "detection_s": r.notice_s.tolist(), "connack_latency_s": latency.tolist(),
-                   "first_attempt_delay_s": (1.0 + overhead / r.tries).tolist(),
+                   "first_attempt_delay_s": (1.0 + per_try[:, 0]).tolist(),
                    "lb_target_down_s": 0.5 + probe_timeout_s},
     }
 
@@ -117,14 +118,19 @@ def _lab_run(rng: np.random.Generator, fault: str = "kill", probe_timeout_s: flo
 def test_replay_of_a_world_like_the_model_meets_the_targets(tmp_path: Path, fault: str) -> None:
     rng = np.random.default_rng(5)
     train = [_write(tmp_path, f"train{i}", _lab_run(rng, fault)) for i in range(2)]
-    held = [_write(tmp_path, f"held{i}", _lab_run(rng, fault)) for i in range(2)]
+    held = [_write(tmp_path, f"held{i}", _lab_run(rng, fault)) for i in range(5)]
     cal = calibrate(load_results(train), "t")
     mode = cal["modes"][FAULT_MODE[fault][0]]
     assert mode["mechanism"]["probe_timeout_s"] == pytest.approx(1.0)
-    assert mode["mechanism"]["connack_latency_s"]["median"] == pytest.approx(0.07, abs=0.01)
+    # median of 40 uniform draws on [0.01, 0.13]: standard error 0.12 / (2 sqrt 40) = 0.0095
+    assert mode["mechanism"]["connack_latency_s"]["median"] == pytest.approx(0.07, abs=2 * 0.0095)
     assert mode["collateral"]["outages_per_other_client"] == pytest.approx(4 / 40)
     report = validate(load_results(held), cal, reps=100)
-    for row in [*report["runs"], *report["modes"].values()]:
+    # One run has 20 clients of the failed node: its KS distance alone is noise (5 % critical
+    # value 1.36 / sqrt(20) = 0.30), so the KS bar applies to the held-out runs pooled (n = 100).
+    for row in report["runs"]:
+        assert abs(row["rel_error"]["p50"]) <= 0.15 and abs(row["rel_error"]["p95"]) <= 0.15, row
+    for row in report["modes"].values():
         assert meets_targets(row), row
     assert all(r["session_present"]["sim"] == 1.0 for r in report["runs"])
     assert all(r["acknowledged_lost"] == {"lab": 0, "sim": 0} for r in report["runs"])

@@ -233,11 +233,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     _write(Path(args.out), json.dumps(out, indent=2, sort_keys=True) + "\n")
     for mode, m in out["modes"].items():
-        f = m["client_outage_s"]
+        f, mech, coll = m["client_outage_s"], m["mechanism"], m["collateral"]
         alt = ", ".join(f"{k} {v['ks']:.3f}" for k, v in f["alternatives"].items())
-        print(f"{mode}: {f['samples']} outages from {m['runs']} run(s): {f['family']} "
-              f"(KS {f['ks']:.3f}; all: {alt}); median {f['median']:.2f} s, p95 {f['p95']:.2f} s; "
-              f"session present {m['session_present_ratio']}; "
+        lat = mech["connack_latency_s"]
+        print(f"{mode}: {f['samples']} outages of the failed node's clients from {m['runs']} run(s): "
+              f"{f['family']} (KS {f['ks']:.3f}; all: {alt}); median {f['median']:.2f} s, "
+              f"p95 {f['p95']:.2f} s")
+        print(f"  LB probe timeout {mech['probe_timeout_s']:.2f} s; CONNACK latency median "
+              f"{lat['median'] if lat else float('nan'):.3f} s; collateral outages per other client "
+              f"{coll['outages_per_other_client']:.2f}; session present {m['session_present_ratio']}; "
               f"acknowledged lost per event {m['acknowledged_lost_per_event']:.2f}")
     if out["provenance"]["standin"]:
         print("provenance: stand-in broker (NATS), not EMQX")
@@ -248,31 +252,53 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sim.calibration import CalibrationError, load_results, validate
+    from sim.calibration import CalibrationError, load_results, meets_targets, validate
 
     try:
         calibration = json.loads(Path(args.calibration).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"--calibration {args.calibration}: cannot read ({err})") from None
+        calibration["modes"]  # noqa: B018 - the shape check
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise UsageError(f"--calibration {args.calibration}: not a calibration file ({err})") from None
     try:
-        rows = validate(load_results(args.results), calibration)
+        report = validate(load_results(args.results), calibration, seed=args.seed)
     except CalibrationError as err:
         raise UsageError(str(err)) from None
-    table = Table(title=f"lab vs twin ({args.calibration})")
-    for col in ("run", "mode", "p50 lab/sim", "p95 lab/sim", "p99 lab/sim", "KS",
-                "session present lab/sim", "ack lost lab/sim"):
+    except KeyError as err:
+        raise UsageError(f"{args.calibration}: missing {err} (written by an older twin calibrate? "
+                         "calibrate again)") from None
+    table = Table(title=f"lab vs twin, failed node's clients, outage s ({args.calibration})")
+    for col in ("run", "mode", "n lab", "p50 lab/twin", "p95 lab/twin", "p99 lab/twin", "KS",
+                "session present lab/twin", "ack lost lab/twin", "dup lab/twin",
+                "collateral lab/twin", "target met"):
         table.add_column(col)
-    for r in rows:
+
+    def cells(r):
         lab, sim = r["lab"], r["sim"]
-        table.add_row(Path(r["run"]).stem, r["mode"],
-                      *(f"{lab[k]:.2f}/{sim[k]:.2f} ({r['rel_error'][k] * 100:+.0f} %)"
-                        for k in ("p50", "p95", "p99")),
-                      f"{r['ks_distance']:.3f}",
-                      f"{r['session_present']['lab']}/{r['session_present']['sim']}",
-                      f"{r['acknowledged_lost']['lab']}/{r['acknowledged_lost']['sim']:.2f}")
+        return [f"{r['samples']['lab']}",
+                *(f"{lab[k]:.2f}/{sim[k]:.2f} ({r['rel_error'][k] * 100:+.0f} %)"
+                  for k in ("p50", "p95", "p99")),
+                f"{r['ks_distance']:.3f}"]
+
+    for r in report["runs"]:
+        sp = r["session_present"]
+        table.add_row(Path(r["run"]).stem, r["mode"], *cells(r),
+                      f"{sp['lab']}/{sp['sim']:.2f}",
+                      f"{r['acknowledged_lost']['lab']}/{r['acknowledged_lost']['sim']}",
+                      f"{r['duplicated']['lab']}/{r['duplicated']['sim']}",
+                      f"{r['collateral_outages']['lab']}/{r['collateral_outages']['sim']}",
+                      "yes" if meets_targets(r) else "NO")
+    for mode, m in report["modes"].items():
+        table.add_row(f"all held-out ({m['runs']})", mode, *cells(m), "", "", "", "",
+                      "yes" if meets_targets(m) else "NO", style="bold")
     Console().print(table)
+    for s in report["skipped"]:
+        print(f"not replayed: {Path(s['run']).stem} ({s['why']})")
     if args.json:
-        _write(Path(args.json), json.dumps(rows, indent=2) + "\n")
+        _write(Path(args.json), json.dumps(report, indent=2) + "\n")
+    if args.plots:
+        from sim.plots import validation_cdfs
+
+        print(f"wrote {validation_cdfs(report, Path(args.plots) / 'validation_cdf.png')}")
     return 0
 
 
@@ -360,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("results", nargs="+", help="held-out lab summary files or folders")
     val.add_argument("--calibration", required=True, metavar="FILE")
     val.add_argument("--json", metavar="OUT")
+    val.add_argument("--plots", metavar="DIR", help="write the lab vs twin outage CDFs here")
+    val.add_argument("--seed", type=int, default=1)
     val.set_defaults(func=cmd_validate)
 
     c = sub.add_parser("check", help="validate a topology file")
