@@ -180,20 +180,22 @@ class Lab:
         return [{"name": r["svname"], "status": r["status"], "sessions": r["scur"]}
                 for r in rows if r["pxname"] == "brokers" and r["svname"] not in ("BACKEND",)]
 
+    def _monitor(self, path: str):
+        """(broker, JSON) from each running stand-in broker's NATS monitoring endpoint `path`."""
+        for name in self.brokers():
+            c = self.container(name)
+            if c.status != "running":
+                continue
+            code, out = c.exec_run(["curl", "-fsS", "--max-time", "2", f"http://127.0.0.1:8222{path}"])
+            if code == 0:
+                yield name, json.loads(out)
+
     def roles(self) -> dict[str, str]:
         """Who leads what in the cluster right now (stand-in: JetStream meta and stream leaders,
         which decide how long a node's loss blocks new sessions); {} where not known."""
         if not self.config.standin:
             return {}
-        for name in self.brokers():
-            c = self.container(name)
-            if c.status != "running":
-                continue
-            code, out = c.exec_run(["curl", "-fsS", "--max-time", "2",
-                                    "http://127.0.0.1:8222/jsz?accounts=true&streams=true"])
-            if code != 0:
-                continue
-            data = json.loads(out)
+        for _name, data in self._monitor("/jsz?accounts=true&streams=true"):
             roles = {"meta": data.get("meta_cluster", {}).get("leader", "")}
             for acc in data.get("account_details") or []:
                 for st in acc.get("stream_detail") or []:
@@ -206,18 +208,8 @@ class Lab:
         NATS /connz); {} where not known (EMQX would need its REST API credentials)."""
         if not self.config.standin:
             return {}
-        where: dict[str, str] = {}
-        for name in self.brokers():
-            c = self.container(name)
-            if c.status != "running":
-                continue
-            code, out = c.exec_run(["curl", "-fsS", "--max-time", "2",
-                                    "http://127.0.0.1:8222/connz?limit=100000"])
-            if code == 0:
-                for conn in json.loads(out).get("connections") or []:
-                    if conn.get("mqtt_client"):
-                        where[conn["mqtt_client"]] = name
-        return where
+        return {conn["mqtt_client"]: name for name, data in self._monitor("/connz?limit=100000")
+                for conn in data.get("connections") or [] if conn.get("mqtt_client")}
 
     def endpoint(self) -> tuple[str, int]:
         return "127.0.0.1", self.config.mqtt_port

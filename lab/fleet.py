@@ -21,6 +21,10 @@ import paho.mqtt.client as mqtt
 
 from lab.history import HistoryWriter
 
+# paho's timers (keepalive, the wait for CONNACK) are checked this often by the I/O thread: a
+# client gives up on a silent attempt between keepalive and keepalive + this.
+TIMER_TICK_S = 0.25
+
 
 @dataclass(frozen=True)
 class FleetSettings:
@@ -233,7 +237,7 @@ class Fleet:
                 if mask & selectors.EVENT_WRITE:
                     client.loop_write()
             now = time.monotonic()
-            if now - last_misc > 0.25:
+            if now - last_misc > TIMER_TICK_S:
                 last_misc = now
                 for c in self.subs + self.pubs:
                     c.loop_misc()  # keepalive pings, and noticing a silent broker

@@ -282,6 +282,17 @@ def replay_scenario(meta: dict[str, Any], mechanism: dict[str, Any]) -> Scenario
     )
 
 
+def _client_timeout(meta: dict[str, Any], mech: dict[str, Any], rng: np.random.Generator
+                    ) -> float:
+    """How long this run's clients wait for a CONNACK: one keepalive, checked every timer tick
+    (the same phase for every client of a run, as they attempt together); else as measured."""
+    tick = meta.get("client_timer_tick_s")
+    if tick is not None:
+        return meta["clients"]["keepalive_s"] + float(rng.uniform(0, tick))
+    timer = mech.get("connack_wait_s")
+    return float(draw(timer, 1, rng)[0]) if timer else meta["clients"]["keepalive_s"]
+
+
 def _windows_for(down_s: dict[str, list[float]], lost_leader: bool | None) -> list[float]:
     """The calibration runs' session-store windows that apply: those with the same leader
     situation when it is known and was calibrated, else all of them."""
@@ -303,10 +314,8 @@ def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generato
     outages, present, lost, dup = [], [], [], []
     for _ in range(reps):
         w = float(rng.choice(windows)) if windows else 0.0
-        timer = mech.get("connack_wait_s")  # one per run: the clients' timers tick together
         r = simulate(replace(sc, session_store_down_s=w, session_store_wait_s=store["wait_s"],
-                             connect_timeout_s=float(draw(timer, 1, rng)[0]) if timer
-                             else sc.connect_timeout_s), rng)
+                             connect_timeout_s=_client_timeout(meta, mech, rng)), rng)
         n = len(r.outage_s)
         # the client's own overhead comes with every attempt it makes
         per_try = draw(mech["reconnect_overhead_s"], int(r.tries.sum()), rng)

@@ -146,7 +146,7 @@ def calibrated_mode(spec: Spec, cause: str) -> dict | None:
 
 def _calibrated_entry(spec: Spec, region: int, up_before: int, fitted: dict,
                       rng: np.random.Generator) -> PoolEntry:
-    from sim.calibration import frozen
+    from sim.calibration import draw, frozen
 
     affected = round(region_clients(spec)[region] / up_before)
     outage = frozen(fitted["client_outage_s"]).rvs(size=affected, random_state=rng) \
@@ -161,8 +161,13 @@ def _calibrated_entry(spec: Spec, region: int, up_before: int, fitted: dict,
     qos0 = float(cl.publish_per_s * outage[: int(subs)].sum()) if cl.qos == 0 else 0.0
     sample = rng.choice(outage, size=min(SAMPLE_PER_ENTRY, affected), replace=False) \
         if affected else np.empty(0)
-    return PoolEntry(float(outage.sum()), affected, lost_sessions, float(qos1), qos0, float(dups),
-                     False, sample)
+    # Clients of the surviving nodes that the broker dropped too (measured; no mechanism).
+    coll = fitted.get("collateral") or {}
+    others = region_clients(spec)[region] - affected
+    n_coll = int(rng.poisson(coll.get("outages_per_other_client", 0.0) * others)) if others > 0 else 0
+    collateral_s = float(draw(coll.get("outage_s"), n_coll, rng).sum()) if n_coll else 0.0
+    return PoolEntry(float(outage.sum()) + collateral_s, affected, lost_sessions, float(qos1), qos0,
+                     float(dups), False, sample)
 
 
 def pool(spec: Spec, region: int, cause: str, up_before: int, spec_key: int | None = None
