@@ -140,18 +140,19 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
             if t < fault_start:
                 continue
             last_try = max((a for a in tries if a <= t), default=None)
+            replayed = on_target and not counted  # timings only from the outages replayed
             if ev == "disconnect":
                 if down_since is None:
                     down_since = t
-                    if on_target and not counted:
-                        detection.append(t - fault_start)
                     nxt = next((a for a in tries if a >= t), None)
-                    if nxt is not None:
-                        first_attempt.append(nxt - t)
-                elif last_try is not None and last_try >= down_since:
+                    if replayed:
+                        detection.append(t - fault_start)
+                        if nxt is not None:
+                            first_attempt.append(nxt - t)
+                elif replayed and last_try is not None and last_try >= down_since:
                     failed_attempt.append(t - last_try)
             elif ev == "connect" and down_since is not None:
-                if last_try is not None and last_try >= down_since:
+                if replayed and last_try is not None and last_try >= down_since:
                     connack.append(t - last_try)
                 (first if on_target and not counted else collateral).append(t - down_since)
                 counted = counted or on_target

@@ -295,11 +295,14 @@ def _client_timeout(meta: dict[str, Any], mech: dict[str, Any], rng: np.random.G
 
 def _windows_for(down_s: dict[str, list[float]], lost_leader: bool | None) -> list[float]:
     """The calibration runs' session-store windows that apply: those with the same leader
-    situation when it is known and was calibrated, else all of them."""
+    situation when it is known and was calibrated. A store whose leader survived has nothing to
+    wait for (0) when no calibration run showed otherwise; else all windows seen."""
     if lost_leader is not None:
         same = down_s.get("leader_lost" if lost_leader else "leader_kept") or []
         if same:
             return same
+        if not lost_leader:
+            return [0.0]
     return [w for ws in down_s.values() for w in ws]
 
 

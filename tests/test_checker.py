@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pytest import approx
+
 from lab.checker import check
 
 
@@ -52,3 +54,30 @@ def test_client_that_never_came_back() -> None:
 def test_empty_history() -> None:
     out = check([])
     assert out["messages"]["sent"] == 0 and out["client_outage_s"]["count"] == 0
+
+
+def test_outages_split_by_where_the_client_was() -> None:
+    """s0 was on the failed node a3: its first outage is replayed, with the timings of its attempts
+    (one held 4 s by a survivor, then a CONNACK); p0 was on a1: its outage is collateral."""
+    h = [{"ev": "connect", "c": "r1-s0", "t": 0.0, "sp": False},
+         {"ev": "connect", "c": "r1-p0", "t": 0.0, "sp": False},
+         {"ev": "fault", "what": "pause", "target": "emqx-a3", "phase": "start", "t": 10.0,
+          "roles": {"$MQTT_sess": "emqx-a3"}, "placement": {"r1-s0": "emqx-a3", "r1-p0": "emqx-a1"}},
+         {"ev": "lb", "node": "emqx-a3", "status": "DOWN", "t": 11.5},
+         {"ev": "disconnect", "c": "r1-s0", "t": 11.6},
+         {"ev": "attempt", "c": "r1-s0", "t": 12.65},
+         {"ev": "disconnect", "c": "r1-s0", "t": 16.65},
+         {"ev": "attempt", "c": "r1-s0", "t": 18.7},
+         {"ev": "connect", "c": "r1-s0", "t": 18.72, "sp": True},
+         {"ev": "disconnect", "c": "r1-p0", "t": 14.0},
+         {"ev": "attempt", "c": "r1-p0", "t": 15.0},
+         {"ev": "connect", "c": "r1-p0", "t": 15.1, "sp": False}]
+    o = check(h)["origin"]
+    assert o["placement_known"] and o["target_clients"] == 1
+    assert o["roles"] == {"$MQTT_sess": "emqx-a3"}
+    assert o["target_client_outages"] == [approx(7.12)]
+    assert o["collateral_outages"] == [approx(1.1)]
+    assert o["detection_s"] == [approx(1.6)] and o["lb_target_down_s"] == approx(1.5)
+    assert o["first_attempt_delay_s"] == [approx(1.05)]
+    assert o["failed_attempt_s"] == [approx(4.0)] and o["connack_latency_s"] == [approx(0.02)]
+    assert o["target_attempts"] == [[approx(2.65), False, approx(4.0)], [approx(8.7), True, approx(0.02)]]
