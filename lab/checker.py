@@ -129,10 +129,11 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
     for client, evs in events_by_client.items():
         on_target = placement.get(client) == target
         tries = sorted(t for t in attempts.get(client, []) if t >= fault_start)
-        if on_target:  # each attempt's outcome: [start after the fault, CONNACK?, how long]
+        if on_target:  # each attempt of its first outage: [start after the fault, CONNACK?, s]
+            back = next((t for t, ev, _sp in evs if ev == "connect" and t >= fault_start), None)
             for a in tries:
                 end = next(((t, ev) for t, ev, _sp in evs if t >= a), None)
-                if end is not None:
+                if end is not None and (back is None or a <= back):
                     target_attempts.append([a - fault_start, end[1] == "connect", end[0] - a])
         down_since = None
         counted = False
