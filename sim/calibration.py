@@ -413,8 +413,9 @@ def markdown_tables(calibration: dict[str, Any], report: dict[str, Any]) -> str:
     for mode, m in calibration["modes"].items():
         f, mech = m["client_outage_s"], m["mechanism"]
         lat = mech["connack_latency_s"]["median"] if mech["connack_latency_s"] else float("nan")
+        wait = f"{mech['connack_wait_s']['median']:.2f}" if mech.get("connack_wait_s") else "-"
         out.append(f"| {mode} | {m['runs']} | {f['family']} (KS {f['ks']:.3f}) | {f['median']:.2f} "
-                   f"| {f['p95']:.2f} | {mech['probe_timeout_s']:.2f} | {mech.get('connack_wait_s')} "
+                   f"| {f['p95']:.2f} | {mech['probe_timeout_s']:.2f} | {wait} "
                    f"| {lat:.3f} | {m['collateral']['outages_per_other_client']:.2f} "
                    f"| {m['session_present_ratio']} | {m['acknowledged_lost_per_event']:.2f} |")
     out += ["", "| run | mode | n lab | p50 lab / twin | p95 lab / twin | p99 lab / twin | KS "

@@ -243,6 +243,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
               f"{lat['median'] if lat else float('nan'):.3f} s; collateral outages per other client "
               f"{coll['outages_per_other_client']:.2f}; session present {m['session_present_ratio']}; "
               f"acknowledged lost per event {m['acknowledged_lost_per_event']:.2f}")
+        store = mech["session_store"]
+        windows = "; ".join(f"{k.replace('_', ' ')} {', '.join(f'{w:.1f}' for w in v)} s"
+                            for k, v in store["down_s"].items() if v)
+        print(f"  survivors could not open sessions for (per run): {windows or 'no run'}; "
+              f"they held a CONNECT {store['wait_s']:.1f} s meanwhile")
     if out["provenance"]["standin"]:
         print("provenance: stand-in broker (NATS), not EMQX")
     return 0
