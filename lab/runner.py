@@ -24,6 +24,7 @@ from lab.history import HistoryWriter, read_history
 from lab.scenario import Scenario
 
 SCHEMA_VERSION = 1
+SESSION_STORE_ROLE = "$MQTT_sess"  # the stand-in's session store (a JetStream stream)
 
 
 def pick_target(lab: Lab, scenario: Scenario, subscribers_only: list[dict[str, str]] | None = None
@@ -38,6 +39,17 @@ def pick_target(lab: Lab, scenario: Scenario, subscribers_only: list[dict[str, s
         return max(stats, key=lambda r: (int(r["sessions"] or 0), r["name"]))["name"]
     if target == "random":
         return random.choice(lab.brokers())
+    if target in ("session_store_leader", "session_store_follower"):
+        # Whether the failed node led the session store decides how long survivors cannot open
+        # sessions; calibration wants runs of both kinds.
+        leader = lab.roles().get(SESSION_STORE_ROLE)
+        if not leader:
+            raise LabError(f"target = {target}: the brokers do not say who leads the session store "
+                           f"({SESSION_STORE_ROLE}); only the stand-in does")
+        if target == "session_store_leader":
+            return leader
+        counts = {r["name"]: int(r["sessions"] or 0) for r in subscribers_only or lab.lb_stats()}
+        return max((b for b in lab.brokers() if b != leader), key=lambda b: (counts.get(b, 0), b))
     return target
 
 

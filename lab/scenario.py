@@ -4,7 +4,8 @@
 [scenario]
 name = "crash"
 fault = "kill"                 # lab/faults.py FAULTS
-target = "most_subscribers"    # or a service name ("emqx-a2"), "random", "lb-a", "region-a"
+target = "most_subscribers"    # or a service name ("emqx-a2"), "random", "lb-a", "region-a",
+                               # "session_store_leader" / "session_store_follower" (stand-in only)
 warmup_s = 8                   # clients connected and publishing before the fault
 fault_s = 10                   # how long the fault holds before it is undone
 recover_s = 25                 # after the undo, before the fleet stops
