@@ -146,11 +146,10 @@ def calibrated_mode(spec: Spec, cause: str) -> dict | None:
 
 def _calibrated_entry(spec: Spec, region: int, up_before: int, fitted: dict,
                       rng: np.random.Generator) -> PoolEntry:
-    from sim.calibration import draw, frozen
+    from sim.calibration import draw
 
     affected = round(region_clients(spec)[region] / up_before)
-    outage = frozen(fitted["client_outage_s"]).rvs(size=affected, random_state=rng) \
-        if affected else np.empty(0)
+    outage = draw(fitted["client_outage_s"], affected, rng) if affected else np.empty(0)
     ratio = fitted["session_present_ratio"] or 0.0
     lost_sessions = int(rng.binomial(affected, 1 - ratio)) if affected else 0
     cl = spec.clients

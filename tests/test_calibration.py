@@ -13,6 +13,7 @@ from conftest import ROOT
 
 from sim.calibration import (
     FAULT_MODE,
+    LB_POLL_S,
     MIN_SAMPLES,
     CalibrationError,
     calibrate,
@@ -110,7 +111,7 @@ def _lab_run(rng: np.random.Generator, fault: str = "kill", probe_timeout_s: flo
                    "target_client_outages": outages.tolist(), "collateral_outages": [1.0] * 4,
                    "detection_s": r.notice_s.tolist(), "connack_latency_s": latency.tolist(),
                    "first_attempt_delay_s": (1.0 + per_try[:, 0]).tolist(),
-                   "lb_target_down_s": 0.5 + probe_timeout_s},
+                   "lb_target_down_s": 0.5 + probe_timeout_s + LB_POLL_S / 2},
     }
 
 
