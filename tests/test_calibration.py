@@ -137,6 +137,24 @@ def test_replay_of_a_world_like_the_model_meets_the_targets(tmp_path: Path, faul
     assert all(r["acknowledged_lost"] == {"lab": 0, "sim": 0} for r in report["runs"])
 
 
+def test_pools_see_the_leader_lost_as_often_as_leaders_are_spread(tmp_path: Path) -> None:
+    """Calibrated on one run that lost the session store's leader (7 s outages) and one that did
+    not (1 s): the pools must draw 7 s outages for 1 in 3 failures, not 1 in 2."""
+    rng = np.random.default_rng(9)
+    paths = []
+    for i, (target, outage) in enumerate((("emqx-a3", 7.0), ("emqx-a1", 1.0))):
+        run = _lab_run(rng, "pause")
+        run["origin"]["target_client_outages"] = [outage] * 20
+        run["origin"]["roles"] = {"$MQTT_sess": "emqx-a3"}
+        run["meta"] = {**run["meta"], "target": target}
+        paths.append(_write(tmp_path, f"run{i}", run))
+    fit = calibrate(load_results(paths), "t")["modes"]["hang"]["client_outage_s"]
+    assert fit["samples"] == 40 and fit["leader_lost_share"] == pytest.approx(1 / 3)
+    # 101 quantiles of 2,000 weighted draws: the share of 7 s has a standard error of 0.011
+    share_7s = np.mean(np.asarray(fit["quantiles"]) > 4)
+    assert share_7s == pytest.approx(1 / 3, abs=3 * 0.011 + 1 / 101)
+
+
 def test_validation_catches_an_error_the_model_does_not_know(tmp_path: Path) -> None:
     """A lab whose clients take 2 s longer than the mechanism says: the replay must fail it."""
     rng = np.random.default_rng(8)
