@@ -90,12 +90,13 @@ LAB_META = {
 }
 
 
-def _lab_run(rng: np.random.Generator, fault: str = "kill", probe_timeout_s: float = 1.0,
+def _lab_run(rng: np.random.Generator, fault: str = "kill",
              shift_s: float = 0.0) -> dict:
     """A lab summary whose world is the transient model itself with a known probe timeout, CONNACK
     latency and client overhead (plus an optional error `shift_s` the model does not know)."""
     meta = {**LAB_META, "fault": fault}
-    sc = replay_scenario(meta, {"probe_timeout_s": probe_timeout_s})
+    sc = replay_scenario(meta)  # the LB's check timeout: its interval, as HAProxy's
+    probe_timeout_s = sc.probe_timeout_s
     r = simulate(sc, rng)
     n = len(r.outage_s)
     latency = rng.uniform(0.01, 0.13, size=n)
@@ -122,7 +123,7 @@ def test_replay_of_a_world_like_the_model_meets_the_targets(tmp_path: Path, faul
     held = [_write(tmp_path, f"held{i}", _lab_run(rng, fault)) for i in range(5)]
     cal = calibrate(load_results(train), "t")
     mode = cal["modes"][FAULT_MODE[fault][0]]
-    assert mode["mechanism"]["probe_timeout_s"] == pytest.approx(1.0)
+    assert mode["mechanism"]["probe_timeout_measured_s"] == pytest.approx(1.0)
     # median of 40 uniform draws on [0.01, 0.13]: standard error 0.12 / (2 sqrt 40) = 0.0095
     assert mode["mechanism"]["connack_latency_s"]["median"] == pytest.approx(0.07, abs=2 * 0.0095)
     assert mode["collateral"]["outages_per_other_client"] == pytest.approx(4 / 40)

@@ -239,7 +239,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"{mode}: {f['samples']} outages of the failed node's clients from {m['runs']} run(s): "
               f"{f['family']} (KS {f['ks']:.3f}; all: {alt}); median {f['median']:.2f} s, "
               f"p95 {f['p95']:.2f} s")
-        print(f"  LB probe timeout {mech['probe_timeout_s']:.2f} s; CONNACK latency median "
+        probe = mech["probe_timeout_measured_s"]
+        print(f"  LB probe timeout measured {probe if probe is not None else float('nan'):.2f} s; "
+              f"CONNACK latency median "
               f"{lat['median'] if lat else float('nan'):.3f} s; collateral outages per other client "
               f"{coll['outages_per_other_client']:.2f}; session present {m['session_present_ratio']}; "
               f"acknowledged lost per event {m['acknowledged_lost_per_event']:.2f}")
