@@ -299,8 +299,9 @@ def _collateral(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ replay
 
 
-def replay_scenario(meta: dict[str, Any], mechanism: dict[str, Any] | None = None) -> Scenario:
-    """The lab run as a transient scenario: its fault, clients, back-off and LB settings."""
+def replay_scenario(meta: dict[str, Any]) -> Scenario:
+    """The lab run as a transient scenario: its fault, clients, back-off and LB settings (the
+    calibrated timings are set per replication by `replay`)."""
     mode, unreachable = FAULT_MODE[meta["fault"]]
     c, lb, t = meta["clients"], meta["lb"], meta["timings"]
     undo_during = meta.get("undo", "during_run") == "during_run"
@@ -313,8 +314,7 @@ def replay_scenario(meta: dict[str, Any], mechanism: dict[str, Any] | None = Non
         # HAProxy without `timeout check` (lab/lbconfig.py) gives a check `inter` to be answered
         probe_timeout_s=lb["interval_s"],
         keepalive_s=c["keepalive_s"],
-        # the fleet waits one keepalive for CONNACK (paho), as measured when it was measured
-        connect_timeout_s=((mechanism or {}).get("connack_wait_s") or {}).get("median", c["keepalive_s"]),
+        connect_timeout_s=c["keepalive_s"],  # the fleet waits one keepalive for CONNACK (paho)
         initial_s=c["reconnect_min_s"], max_s=c["reconnect_max_s"], multiplier=2.0,
         sessions=meta["sessions"], qos=c["qos"], publish_per_s=c["publish_per_s"],
         subscriber_fraction=c["subscribers"] / (c["subscribers"] + c["publishers"]),
@@ -350,7 +350,7 @@ def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generato
     """Replay one lab run `reps` times: the failed node's clients' outages from their
     disconnect (as the lab measures them), sessions present, expected loss."""
     mech = fitted["mechanism"]
-    sc = replay_scenario(meta, mech)
+    sc = replay_scenario(meta)
     store = mech.get("session_store") or {"down_s": {}, "wait_s": 0.0}
     windows = _windows_for(store["down_s"], lost_leader)
     outages, present, lost, dup = [], [], [], []

@@ -263,9 +263,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     try:
         calibration = json.loads(Path(args.calibration).read_text())
-        calibration["modes"]  # noqa: B018 - the shape check
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+    except (OSError, json.JSONDecodeError) as err:
         raise UsageError(f"--calibration {args.calibration}: not a calibration file ({err})") from None
+    if not isinstance(calibration, dict) or "modes" not in calibration:
+        raise UsageError(f"--calibration {args.calibration}: not a calibration file (no 'modes'; "
+                         "write one with twin calibrate)")
     try:
         report = validate(load_results(args.results), calibration, seed=args.seed)
     except CalibrationError as err:
