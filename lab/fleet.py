@@ -11,6 +11,7 @@ follow paho's policy: doubling from `reconnect_min_s` to `reconnect_max_s`, no j
 
 from __future__ import annotations
 
+import heapq
 import json
 import selectors
 import threading
@@ -22,8 +23,11 @@ import paho.mqtt.client as mqtt
 from lab.history import HistoryWriter
 
 # paho's timers (keepalive, the wait for CONNACK) are checked this often by the I/O thread: a
-# client gives up on a silent attempt between keepalive and keepalive + this.
+# client gives up on a silent attempt between keepalive and keepalive + this. Each client has its
+# own phase, as independent devices do: on one shared tick all clients of a node would notice and
+# retry in lockstep, and a whole run would be one sample of the timing.
 TIMER_TICK_S = 0.25
+TIMER_PHASE = "per_client"
 
 
 @dataclass(frozen=True)
@@ -225,11 +229,19 @@ class Fleet:
             self._due[client] = time.monotonic() + delay
 
     def _io_loop(self) -> None:
-        last_misc = 0.0
+        clients = self.subs + self.pubs
+        start = time.monotonic()
+        # (when, which): client k checks its timers at start + k/N of a tick, then every tick
+        timers = [(start + TIMER_TICK_S * k / len(clients), k) for k in range(len(clients))]
+        heapq.heapify(timers)
         while not self._io_done.is_set():
             with self._sel_lock:
                 has = bool(self._sel.get_map())
-            ready = self._sel.select(timeout=0.05) if has else (time.sleep(0.05) or [])
+                # wake for the next timer check or reconnect on time: a coarser wake would add
+                # its own delay to every timeout and back-off the lab measures
+                wake = min(timers[0][0], min(self._due.values(), default=timers[0][0]))
+            wait = min(max(wake - time.monotonic(), 0.0), 0.05)
+            ready = self._sel.select(timeout=wait) if has else (time.sleep(wait) or [])
             for key, mask in ready:
                 client = key.data
                 if mask & selectors.EVENT_READ:
@@ -237,10 +249,10 @@ class Fleet:
                 if mask & selectors.EVENT_WRITE:
                     client.loop_write()
             now = time.monotonic()
-            if now - last_misc > TIMER_TICK_S:
-                last_misc = now
-                for c in self.subs + self.pubs:
-                    c.loop_misc()  # keepalive pings, and noticing a silent broker
+            while timers[0][0] <= now:
+                when, k = timers[0]
+                clients[k].loop_misc()  # keepalive pings, and noticing a silent broker
+                heapq.heapreplace(timers, (when + TIMER_TICK_S * (1 + (now - when) // TIMER_TICK_S), k))
             with self._sel_lock:
                 due = [c for c, t in self._due.items() if t <= now]
                 for c in due:

@@ -19,7 +19,7 @@ from typing import Any
 from lab.checker import check
 from lab.cluster import Lab, LabConfig, LabError
 from lab.faults import FaultGuard, heal, netem_available
-from lab.fleet import TIMER_TICK_S, Fleet
+from lab.fleet import TIMER_PHASE, TIMER_TICK_S, Fleet
 from lab.history import HistoryWriter, read_history
 from lab.scenario import Scenario
 
@@ -99,6 +99,7 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
                                              if k2 != "backends"},
         "clients": asdict(scenario.clients), "fault": scenario.fault, "undo": scenario.undo,
         "nodes": len(lab.brokers()), "client_timer_tick_s": TIMER_TICK_S,
+        "client_timer_phase": TIMER_PHASE,
         "timings": {"warmup_s": scenario.warmup_s, "fault_s": scenario.fault_s,
                     "recover_s": scenario.recover_s, "drain_s": scenario.drain_s},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -315,16 +315,25 @@ def replay_scenario(meta: dict[str, Any]) -> Scenario:
         probe_timeout_s=lb["interval_s"],
         keepalive_s=c["keepalive_s"],
         connect_timeout_s=c["keepalive_s"],  # the fleet waits one keepalive for CONNACK (paho)
+        # ... checked at each client's own timer tick (older runs: one shared tick, see replay)
+        timer_tick_s=(meta.get("client_timer_tick_s") or 0.0) if _own_phase(meta) else 0.0,
         initial_s=c["reconnect_min_s"], max_s=c["reconnect_max_s"], multiplier=2.0,
         sessions=meta["sessions"], qos=c["qos"], publish_per_s=c["publish_per_s"],
         subscriber_fraction=c["subscribers"] / (c["subscribers"] + c["publishers"]),
     )
 
 
+def _own_phase(meta: dict[str, Any]) -> bool:
+    return meta.get("client_timer_phase") == "per_client"
+
+
 def _client_timeout(meta: dict[str, Any], mech: dict[str, Any], rng: np.random.Generator
                     ) -> float:
-    """How long this run's clients wait for a CONNACK: one keepalive, checked every timer tick
-    (the same phase for every client of a run, as they attempt together); else as measured."""
+    """How long this run's clients wait for a CONNACK: one keepalive (each client's own tick is
+    drawn by the model); in older runs checked on one tick shared by all clients of the run;
+    else as measured."""
+    if _own_phase(meta):
+        return meta["clients"]["keepalive_s"]
     tick = meta.get("client_timer_tick_s")
     if tick is not None:
         return meta["clients"]["keepalive_s"] + float(rng.uniform(0, tick))

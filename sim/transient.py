@@ -83,6 +83,7 @@ class Scenario:
     connack_latency_s: float = 0.0  # attempt to CONNACK at a healthy node
     session_store_down_s: float = 0.0  # survivors cannot open sessions until then (leader lost)
     session_store_wait_s: float = 0.0  # how long a survivor holds a CONNECT meanwhile
+    timer_tick_s: float = 0.0  # the client checks its timers this often: a timeout fires up to a tick late
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -110,6 +111,14 @@ class TransientResult:
 
 
 # ---------------------------------------------------------------------------- shared pieces
+
+
+def client_timeouts(sc: Scenario, n: int, rng: np.random.Generator) -> np.ndarray:
+    """When each of n attempts gives up on its CONNACK: the timer fires at the client's first
+    timer check after `connect_timeout_s`, at a phase of its own."""
+    if not sc.timer_tick_s:
+        return np.full(n, sc.connect_timeout_s)
+    return sc.connect_timeout_s + rng.uniform(0.0, sc.timer_tick_s, n)
 
 
 def initial_placement(sc: Scenario, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -275,10 +284,11 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
         arrivals_node.append(chosen)
         arrivals_t.append(a)
         fail_t = np.full(len(idx), np.nan)
+        timeout = client_timeouts(sc, len(idx), rng)
         ok_h = (chosen >= 0) & healthy[np.maximum(chosen, 0)]
         bad = ~ok_h & (chosen >= 0)
         fail_t[chosen < 0] = a[chosen < 0]
-        fail_t[bad] = a[bad] + (0.0 if refuse_now else sc.connect_timeout_s)
+        fail_t[bad] = a[bad] + (0.0 if refuse_now else timeout[bad])
         for j in np.unique(chosen[ok_h]):
             sel = np.flatnonzero(chosen == j)
             if sc.max_connections is not None:
@@ -290,9 +300,9 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
                 continue
             aj = a[sel]
             if aj[0] < sc.session_store_down_s:
-                limit = min(sc.session_store_wait_s, sc.connect_timeout_s)
+                limit = np.minimum(sc.session_store_wait_s, timeout[sel])
                 give_up = sc.session_store_down_s - aj > limit
-                fail_t[sel[give_up]] = aj[give_up] + limit
+                fail_t[sel[give_up]] = aj[give_up] + limit[give_up]
                 sel = sel[~give_up]
                 aj = np.maximum(a[sel], sc.session_store_down_s)
                 if not len(sel):
@@ -302,13 +312,13 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
             else:
                 start, next_free[j] = admit(aj, next_free[j], rate, sc.listen_backlog / rate)
             wait = start - a[sel]  # nan: dropped at a full backlog
-            good = wait <= sc.connect_timeout_s
+            good = wait <= timeout[sel]
             won = idx[sel[good]]
             outage[won] = start[good] + sc.connack_latency_s
             final[won] = j
             counts[j] += int(good.sum())
             late = sel[~good]
-            fail_t[late] = a[late] + sc.connect_timeout_s
+            fail_t[late] = a[late] + timeout[late]
         failed_now = np.flatnonzero(~np.isnan(fail_t))
         if len(failed_now):
             who = idx[failed_now]

@@ -14,6 +14,7 @@ from sim.transient import (
     TransientResult,
     _initial_sticky,
     attempts_time_out,
+    client_timeouts,
     detection_times,
     finish,
     initial_placement,
@@ -88,16 +89,17 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
             j = pick(rot, int(site[i]))
             a = env.now
             arrivals.append((j, a))
+            timeout = float(client_timeouts(sc, 1, rng)[0])
             if not healthy(j):
                 if attempts_time_out(sc):
                     pending[j] += 1
-                    yield env.timeout(sc.connect_timeout_s)
+                    yield env.timeout(timeout)
                     pending[j] -= 1
                 continue
             if sc.max_connections is not None and counts[j] + pending[j] >= sc.max_connections:
                 continue
             if a < sc.session_store_down_s:  # held by a survivor whose session store is down
-                limit = min(sc.session_store_wait_s, sc.connect_timeout_s)
+                limit = min(sc.session_store_wait_s, timeout)
                 held = sc.session_store_down_s - a
                 pending[j] += 1
                 yield env.timeout(min(held, limit))
@@ -107,18 +109,18 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
             start = env.now if rate is None else max(env.now, next_free[j])
             if rate is not None and start - env.now > sc.listen_backlog / rate:  # backlog full: SYN lost
                 pending[j] += 1
-                yield env.timeout(a + sc.connect_timeout_s - env.now)  # the client's timer
+                yield env.timeout(a + timeout - env.now)  # the client's timer
                 pending[j] -= 1
                 continue
             if rate is not None:
                 next_free[j] = start + 1 / rate
-            if start - a <= sc.connect_timeout_s:
+            if start - a <= timeout:
                 counts[j] += 1
                 outage[i], final[i] = start + sc.connack_latency_s, j
                 tries[i] = attempt
                 return
             pending[j] += 1
-            yield env.timeout(a + sc.connect_timeout_s - env.now)
+            yield env.timeout(a + timeout - env.now)
             pending[j] -= 1
 
     for i in range(n):

@@ -33,10 +33,11 @@ SCENARIOS = {
     "client-IP persistence over least connections, crash": Scenario(
         nodes=3, failed=(0,), mode="crash", clients=600, persistence="client_ip", sites=12,
         probe_threshold=2, return_after_s=40),
-    "container kill: connections reset, address gone, probe timeout, CONNACK latency": Scenario(
+    "container kill: connections reset, address gone, probe timeout, CONNACK latency, timer tick":
+    Scenario(
         nodes=3, failed=(2,), mode="crash", clients=60, unreachable=True, probe_protocol="mqtt",
         probe_interval_s=1, probe_timeout_s=1, on_down="reset", keepalive_s=5, connect_timeout_s=5,
-        max_s=8, connack_latency_s=0.15, sessions="durable", return_after_s=float("inf")),
+        max_s=8, connack_latency_s=0.15, timer_tick_s=0.25, sessions="durable", return_after_s=float("inf")),
     "hang, session store leader lost, survivors hold CONNECTs, storm": Scenario(
         nodes=3, failed=(0,), mode="hang", clients=600, probe_protocol="http", probe_interval_s=1,
         probe_timeout_s=1, on_down="reset", keepalive_s=5, connect_timeout_s=5, max_s=8,
