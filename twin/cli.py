@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -203,6 +204,8 @@ def _lab_run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     scenario = load_scenario(args.scenario)
+    if args.target:
+        scenario = replace(scenario, target=args.target)
     out = Path(args.out)
     summaries = run_scenario(scenario, out, args.repeat, standin=args.standin,
                              progress=lambda msg: console.log(msg))
@@ -384,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     lr.add_argument("--repeat", type=_positive_int, metavar="N")
     lr.add_argument("--out", default="out/lab", metavar="DIR")
     lr.add_argument("--standin", action="store_true")
+    lr.add_argument("--target", help="the node to fail, in place of the scenario's target "
+                    "(a service name, random, most_subscribers, session_store_leader, ...)")
     lr.set_defaults(func=cmd_lab)
 
     cal = sub.add_parser("calibrate", help="fit lab results into models/calibration/NAME.json")
