@@ -34,6 +34,7 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
     roles: dict[str, str] = {}
     attempts: dict[str, list[float]] = defaultdict(list)
     lb_events: list[tuple[float, str, str]] = []
+    role_changes: list[tuple[float, dict[str, str]]] = []
     stop_t = next((r["t"] for r in records if r["ev"] == "stop"), float("inf"))
     for r in records:
         ev = r["ev"]
@@ -58,6 +59,8 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
             attempts[r["c"]].append(r["t"])
         elif ev == "lb":
             lb_events.append((r["t"], r["node"], r["status"]))
+        elif ev == "roles":
+            role_changes.append((r["t"], r["roles"]))
         elif ev == "fault":
             if r["phase"] == "start" and fault_start is None:
                 fault_start = r["t"]
@@ -107,12 +110,13 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
         "sessions": {"reconnects": reconnects, "present": present,
                      "present_ratio": present / reconnects if reconnects else None},
         "fault": {"start": fault_start, "end": fault_end},
-        **_by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles),
+        **_by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles,
+                     role_changes),
     }
 
 
-def _by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles
-               ) -> dict[str, Any]:
+def _by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles,
+               role_changes=()) -> dict[str, Any]:
     """What the model replays: the clients that were on the failed node (from the brokers' own
     placement at the fault), each one's first outage measured from its disconnect; everything
     else (clients of other nodes, second outages) is collateral. Plus attempt timings and the
@@ -160,9 +164,14 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
                 down_since = None
     lb_target = [(t - fault_start, st) for t, node, st in lb_events if node == target
                  and t >= fault_start]
+    # roles the failed node led: when a survivor said it had a new leader (None: not seen)
+    elected = {role: next((t - fault_start for t, now in role_changes if t >= fault_start
+                           and now.get(role) not in ("", None, target)), None)
+               for role, leader in roles.items() if leader == target} if role_changes else {}
     return {"origin": {
         "placement_known": bool(placement),
         "roles": roles,  # who led what when the fault struck (stand-in: JetStream leaders)
+        "roles_elected_s": elected,
         "target_clients": sum(1 for node in placement.values() if node == target),
         "target_client_outages": [float(x) for x in first],
         "collateral_outages": [float(x) for x in collateral],

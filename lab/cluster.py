@@ -50,6 +50,18 @@ class LabConfig:
         return os.environ.get("EMQX_IMAGE", "emqx/emqx:5.8.9")
 
 
+ROLES_PATH = "/jsz?accounts=true&streams=true"
+
+
+def roles_of(jsz: dict) -> dict[str, str]:
+    """Leaders from a NATS /jsz answer: the JetStream meta leader and each stream's ("" if none)."""
+    roles = {"meta": jsz.get("meta_cluster", {}).get("leader", "")}
+    for acc in jsz.get("account_details") or []:
+        for st in acc.get("stream_detail") or []:
+            roles[st["name"]] = (st.get("cluster") or {}).get("leader", "")
+    return roles
+
+
 def docker_client() -> docker.DockerClient:
     try:
         client = docker.from_env()
@@ -195,13 +207,24 @@ class Lab:
         which decide how long a node's loss blocks new sessions); {} where not known."""
         if not self.config.standin:
             return {}
-        for _name, data in self._monitor("/jsz?accounts=true&streams=true"):
-            roles = {"meta": data.get("meta_cluster", {}).get("leader", "")}
-            for acc in data.get("account_details") or []:
-                for st in acc.get("stream_detail") or []:
-                    roles[st["name"]] = (st.get("cluster") or {}).get("leader", "")
-            return roles
+        for _name, data in self._monitor(ROLES_PATH):
+            return roles_of(data)
         return {}
+
+    def monitor_urls(self, path: str = ROLES_PATH) -> dict[str, str]:
+        """The stand-in brokers' monitoring URLs on their container addresses (reached from this
+        host, so polling them costs no `docker exec`); {} for EMQX."""
+        if not self.config.standin:
+            return {}
+        urls = {}
+        for name in self.brokers():
+            c = self.container(name)
+            c.reload()
+            ips = [n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values()
+                   if n.get("IPAddress")]
+            if ips:
+                urls[name] = f"http://{ips[0]}:8222{path}"
+        return urls
 
     def placement(self) -> dict[str, str]:
         """Which node each MQTT client is connected to, from the brokers themselves (stand-in:

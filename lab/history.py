@@ -10,6 +10,7 @@ Record kinds (`ev`), all times `t` in Unix seconds:
   fault       what, target, phase ("start" | "end"); at start also roles (who led what) and
               placement ({client id: node}, from the brokers; {} where unknown)
   lb          node, status ("UP" | "DOWN"): the LB's view changed (polled every 0.2 s)
+  roles       roles: the survivors report different leaders after the fault (polled every 0.2 s)
   meta        free-form run metadata (first line)
   stop        the fleet is being shut down: later disconnects are not outages
 """

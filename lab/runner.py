@@ -10,6 +10,7 @@ import json
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.checker import check
-from lab.cluster import Lab, LabConfig, LabError
+from lab.cluster import Lab, LabConfig, LabError, roles_of
 from lab.faults import FaultGuard, heal, netem_available
 from lab.fleet import TIMER_PHASE, TIMER_TICK_S, Fleet
 from lab.history import HistoryWriter, read_history
@@ -85,6 +86,41 @@ class LBWatcher:
                     self.h.write("lb", node=r["name"], status=up)
 
 
+class RolesWatcher:
+    """After the fault, writes a `roles` record whenever the surviving brokers report different
+    leaders (polled every 0.2 s from this host): when a survivor took over the session store is
+    measured directly, even in runs whose clients never had to wait for it."""
+
+    def __init__(self, urls: dict[str, str], h: HistoryWriter, period_s: float = 0.2) -> None:
+        self.urls, self.h, self.period_s = urls, h, period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="roles-watcher", daemon=True)
+
+    def start(self, target: str) -> None:
+        self.urls = {n: u for n, u in self.urls.items() if n != target}
+        if self.urls:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        last: dict[str, str] | None = None
+        while not self._stop.wait(self.period_s):
+            for url in self.urls.values():
+                try:
+                    with urllib.request.urlopen(url, timeout=0.5) as resp:  # lab containers only
+                        roles = roles_of(json.loads(resp.read()))
+                except (OSError, ValueError):
+                    continue  # that survivor is busy or partitioned: ask the next
+                if roles != last:
+                    last = roles
+                    self.h.write("roles", roles=roles)
+                break
+
+
 def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
              progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     history_path = out / f"{scenario.name}-{k}.jsonl"
@@ -110,6 +146,7 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
     fleet = Fleet(host, port, scenario.clients, h, run_id)
     target = ""
     watcher = LBWatcher(lab, h)
+    roles_watcher = RolesWatcher(lab.monitor_urls(), h)
     try:
         progress(f"{scenario.name} #{k}: connecting {scenario.clients.subscribers} subscribers, "
                  f"{scenario.clients.publishers} publishers")
@@ -124,6 +161,7 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
             h.write("fault", what=scenario.fault, target=target, phase="start", roles=roles,
                     placement=placement)
             guard.apply(scenario.fault, target)
+            roles_watcher.start(target)
             time.sleep(scenario.fault_s)
             if scenario.undo == "during_run":
                 guard.undo_all()
@@ -135,6 +173,7 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
             # with undo = "after_run" the guard undoes the fault here, after the measurement
     finally:
         watcher.stop()
+        roles_watcher.stop()
         h.write("stop")
         fleet.stop()
         h.close()

@@ -36,6 +36,7 @@ FAMILIES = {"lognormal": stats.lognorm, "gamma": stats.gamma, "weibull": stats.w
             "exponential": stats.expon}
 MIN_SAMPLES = 20
 LB_POLL_S = 0.2  # the lab reads HAProxy's view this often (lab/runner.py LBWatcher)
+ROLES_POLL_S = 0.2  # ... and the survivors' leaders (lab/runner.py RolesWatcher)
 MAX_FIT_KS = 0.1  # above this the best family is reported but the pools sample the data
 CLIENT_GAVE_UP = 0.9  # an attempt that lasted this share of the keepalive: the client's timeout
 SESSION_STORE_ROLE = "$MQTT_sess"  # the stand-in's session store (a JetStream stream) and its leader
@@ -242,18 +243,22 @@ def _mechanism(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _store_down_s(r: dict[str, Any]) -> tuple[float, list[float]]:
-    """When the survivors could open sessions again: after the last attempt a survivor held and
-    then dropped, before the first CONNACK that followed (the middle of the two; 0 when no attempt
-    was held); and how long survivors held such attempts."""
+    """When the survivors could open sessions again, and how long they held the CONNECTs that came
+    before. Measured directly where the lab saw a survivor take over the session store (polled
+    every ROLES_POLL_S); else bracketed by the clients: after the last attempt a survivor held and
+    dropped started, before the first that succeeded (0 when no attempt was held)."""
     o = _origin(r)
     after = o.get("lb_target_down_s") or 0.0  # earlier attempts may have gone to the failed node
     wait = r["meta"]["clients"]["keepalive_s"]
     attempts = [a for a in o.get("target_attempts", []) if a[0] >= after]
     held = [(a, d) for a, ok, d in attempts if not ok and 0.5 <= d < CLIENT_GAVE_UP * wait]
+    elected = (o.get("roles_elected_s") or {}).get(SESSION_STORE_ROLE)
+    if elected is not None:
+        return elected - ROLES_POLL_S / 2, [d for _, d in held]
     if not held:
         return 0.0, []
-    lower = max(a + d for a, d in held)
-    upper = min((a + d for a, ok, d in attempts if ok and a + d > lower), default=lower)
+    lower = max(a for a, _ in held)
+    upper = min((a for a, ok, _ in attempts if ok and a > lower), default=lower)
     return (lower + upper) / 2, [d for _, d in held]
 
 
@@ -354,12 +359,27 @@ def _windows_for(down_s: dict[str, list[float]], lost_leader: bool | None) -> li
     return [w for ws in down_s.values() for w in ws]
 
 
+def _lb_down_at(r: dict[str, Any]) -> float | None:
+    """When the LB took the failed node out in this run. HAProxy is polled every LB_POLL_S, so it
+    happened during the poll before; the clients it reset (on_down = reset) date it exactly."""
+    o = _origin(r)
+    seen = o.get("lb_target_down_s") if o else None
+    if seen is None:
+        return None
+    reset = [d for d in o["detection_s"] if seen - LB_POLL_S <= d <= seen]
+    return float(np.median(reset)) if reset else seen - LB_POLL_S / 2
+
+
 def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generator,
-           reps: int = REPLAYS, lost_leader: bool | None = None) -> dict[str, Any]:
+           reps: int = REPLAYS, lost_leader: bool | None = None,
+           lb_down_at_s: float | None = None) -> dict[str, Any]:
     """Replay one lab run `reps` times: the failed node's clients' outages from their
-    disconnect (as the lab measures them), sessions present, expected loss."""
+    disconnect (as the lab measures them), sessions present, expected loss. The run's state at
+    the fault is given, not redrawn: whether the failed node led the session store, and when the
+    LB took it out (its check's phase against the fault: whether a crash's first retry finds the
+    dead node still in rotation)."""
     mech = fitted["mechanism"]
-    sc = replay_scenario(meta)
+    sc = replace(replay_scenario(meta), lb_down_at_s=lb_down_at_s)
     store = mech.get("session_store") or {"down_s": {}, "wait_s": 0.0}
     windows = _windows_for(store["down_s"], lost_leader)
     outages, present, lost, dup = [], [], [], []
@@ -414,7 +434,8 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
                                    else "not a node fault")
             skipped.append({"run": meta["source_file"], "why": why if len(lab) else "no outages"})
             continue
-        sim = replay(meta, fitted, rng, reps, _leader_lost(r) if _origin(r) else None)
+        sim = replay(meta, fitted, rng, reps, _leader_lost(r) if _origin(r) else None,
+                     _lb_down_at(r))
         o = _origin(r)
         coll = fitted["collateral"]
         others = (meta["clients"]["subscribers"] + meta["clients"]["publishers"]

@@ -99,13 +99,10 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
             if sc.max_connections is not None and counts[j] + pending[j] >= sc.max_connections:
                 continue
             if a < sc.session_store_down_s:  # held by a survivor whose session store is down
-                limit = min(sc.session_store_wait_s, timeout)
-                held = sc.session_store_down_s - a
                 pending[j] += 1
-                yield env.timeout(min(held, limit))
+                yield env.timeout(min(sc.session_store_wait_s, timeout))
                 pending[j] -= 1
-                if held > limit:
-                    continue
+                continue
             start = env.now if rate is None else max(env.now, next_free[j])
             if rate is not None and start - env.now > sc.listen_backlog / rate:  # backlog full: SYN lost
                 pending[j] += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,14 +91,18 @@ LAB_META = {
 }
 
 
+OWN_TIMER_PHASE = {"client_timer_tick_s": 0.25, "client_timer_phase": "per_client"}
+
+
 def _lab_run(rng: np.random.Generator, fault: str = "kill",
-             shift_s: float = 0.0) -> dict:
+             shift_s: float = 0.0, **meta_extra) -> dict:
     """A lab summary whose world is the transient model itself with a known probe timeout, CONNACK
     latency and client overhead (plus an optional error `shift_s` the model does not know)."""
-    meta = {**LAB_META, "fault": fault}
+    meta = {**LAB_META, "fault": fault, **meta_extra}
     sc = replay_scenario(meta)  # the LB's check timeout: its interval, as HAProxy's
     probe_timeout_s = sc.probe_timeout_s
-    r = simulate(sc, rng)
+    lb_down_s = 0.5 + probe_timeout_s  # this world's LB takes the node out then
+    r = simulate(replace(sc, lb_down_at_s=lb_down_s), rng)
     n = len(r.outage_s)
     latency = rng.uniform(0.01, 0.13, size=n)
     per_try = rng.uniform(0.0, 0.05, size=(n, int(r.tries.max())))
@@ -112,15 +117,17 @@ def _lab_run(rng: np.random.Generator, fault: str = "kill",
                    "target_client_outages": outages.tolist(), "collateral_outages": [1.0] * 4,
                    "detection_s": r.notice_s.tolist(), "connack_latency_s": latency.tolist(),
                    "first_attempt_delay_s": (1.0 + per_try[:, 0]).tolist(),
-                   "lb_target_down_s": 0.5 + probe_timeout_s + LB_POLL_S / 2},
+                   "lb_target_down_s": lb_down_s + LB_POLL_S / 2},
     }
 
 
-@pytest.mark.parametrize("fault", ["kill", "pause", "partition"])
-def test_replay_of_a_world_like_the_model_meets_the_targets(tmp_path: Path, fault: str) -> None:
+@pytest.mark.parametrize(("fault", "meta_extra"), [("kill", {}), ("pause", {}), ("partition", {}),
+                                                  ("kill", OWN_TIMER_PHASE)])
+def test_replay_of_a_world_like_the_model_meets_the_targets(tmp_path: Path, fault: str,
+                                                            meta_extra: dict) -> None:
     rng = np.random.default_rng(5)
-    train = [_write(tmp_path, f"train{i}", _lab_run(rng, fault)) for i in range(2)]
-    held = [_write(tmp_path, f"held{i}", _lab_run(rng, fault)) for i in range(5)]
+    train = [_write(tmp_path, f"train{i}", _lab_run(rng, fault, **meta_extra)) for i in range(2)]
+    held = [_write(tmp_path, f"held{i}", _lab_run(rng, fault, **meta_extra)) for i in range(5)]
     cal = calibrate(load_results(train), "t")
     mode = cal["modes"][FAULT_MODE[fault][0]]
     assert mode["mechanism"]["probe_timeout_measured_s"] == pytest.approx(1.0)
