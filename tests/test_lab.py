@@ -24,7 +24,7 @@ from lab.fleet import Fleet, FleetSettings
 from lab.history import HistoryWriter, read_history
 from lab.runner import run_scenario
 from lab.scenario import load_scenario
-from sim.calibration import calibrate, load_results, markdown_tables, validate
+from sim.calibration import calibrate, load_results, markdown_tables, meets_targets, validate
 
 REQUIRE = os.environ.get("TWIN_REQUIRE_LAB") == "1"
 IMAGE = "mqtt-ha-twin/standin:bookworm"
@@ -36,7 +36,10 @@ SCENARIOS = ["crash-and-return", "graceful-stop", "lb-loss", "rolling-restart", 
 # nothing): that is a finding the lab reports, so those runs assert only what always held.
 NO_RETURN = {"crash", "hang", "partition", "lb-loss"}
 LOOP = ("crash", "hang", "partition")
-HELD_OUT_RUNS = 3
+# A run's CONNACK latency varies from run to run (once 48 ms where others took 3-11 ms): with one
+# calibration run of a kind such a run would be half the sample, with two it is a quarter.
+CALIBRATION_RUNS_PER_KIND = 2
+HELD_OUT_RUNS = 4
 ENV = {**os.environ, "EMQX_NODE__COOKIE": "test-only", "EMQX_DASHBOARD_PASSWORD": "test-only"}
 
 
@@ -97,12 +100,14 @@ def test_calibration_loop_on_standin(engine, tmp_path: Path) -> None:
     cal, held = tmp_path / "calibration", tmp_path / "held-out"
     for name in LOOP:
         scenario = load_scenario(ROOT / "lab" / "scenarios" / f"{name}.toml")
-        # Calibrate on one run that fails the session store's leader and one that does not (the
+        # Calibrate on runs that fail the session store's leader and runs that do not (the
         # stand-in's survivors wait for a new leader: 1 s outages become 7 s); hold out runs of
         # the scenario's own target, whichever node leads.
         for target in ("session_store_leader", "session_store_follower"):
-            [summary] = run_scenario(replace(scenario, target=target), cal / target, 1, standin=True)
-            _assert_run_holds(name, scenario, summary, cal / target)
+            summaries = run_scenario(replace(scenario, target=target), cal / target,
+                                     CALIBRATION_RUNS_PER_KIND, standin=True)
+            for k, summary in enumerate(summaries):
+                _assert_run_holds(name, scenario, summary, cal / target, k)
         summaries = run_scenario(scenario, held, HELD_OUT_RUNS, standin=True)
         for k, summary in enumerate(summaries):
             _assert_run_holds(name, scenario, summary, held, k)
@@ -116,9 +121,8 @@ def test_calibration_loop_on_standin(engine, tmp_path: Path) -> None:
     (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
     print(table)
     assert set(report["modes"]) == {"crash", "hang", "partition"}
-    for mode, m in report["modes"].items():  # held-out runs pooled per mode
-        for q in ("p50", "p95"):
-            assert abs(m["rel_error"][q]) <= 0.15, (mode, q, m["lab"], m["sim"])
+    for mode, m in report["modes"].items():  # held-out runs pooled per mode: issue #5's bar
+        assert meets_targets(m), (mode, m["lab"], m["sim"], m["ks_distance"])
     for r in report["runs"]:  # persistent sessions: exact
         assert r["session_present"]["lab"] == r["session_present"]["sim"], r["run"]
         assert r["acknowledged_lost"]["lab"] == r["acknowledged_lost"]["sim"], r["run"]

@@ -252,7 +252,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         windows = "; ".join(f"{k.replace('_', ' ')} {', '.join(f'{w:.1f}' for w in v)} s"
                             for k, v in store["down_s"].items() if v)
         print(f"  survivors could not open sessions for (per run): {windows or 'no run'}; "
-              f"they held a CONNECT {store['wait_s']:.1f} s meanwhile")
+              f"they held a CONNECT {store['wait_s']:.1f} s meanwhile"
+              + (" (measured in other modes)" if store.get("wait_from") == "other modes" else ""))
     if out["provenance"]["standin"]:
         print("provenance: stand-in broker (NATS), not EMQX")
     return 0
@@ -281,7 +282,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     table = Table(title=f"lab vs twin, failed node's clients, outage s ({args.calibration})")
     for col in ("run", "mode", "n lab", "p50 lab/twin", "p95 lab/twin", "p99 lab/twin", "KS",
                 "session present lab/twin", "ack lost lab/twin", "dup lab/twin",
-                "collateral lab/twin", "target met"):
+                "collateral lab/twin", "bar met (run: p50, p95; pooled: and KS)"):
         table.add_column(col)
 
     def cells(r):
@@ -298,7 +299,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                       f"{r['acknowledged_lost']['lab']}/{r['acknowledged_lost']['sim']}",
                       f"{r['duplicated']['lab']}/{r['duplicated']['sim']}",
                       f"{r['collateral_outages']['lab']}/{r['collateral_outages']['sim']}",
-                      "yes" if meets_targets(r) else "NO")
+                      "yes" if meets_targets(r, ks=None) else "NO")
     for mode, m in report["modes"].items():
         table.add_row(f"all held-out ({m['runs']})", mode, *cells(m), "", "", "", "",
                       "yes" if meets_targets(m) else "NO", style="bold")
