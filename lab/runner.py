@@ -54,16 +54,15 @@ def pick_target(lab: Lab, scenario: Scenario, subscribers_only: list[dict[str, s
     return target
 
 
-class LBWatcher:
-    """Writes an `lb` record whenever HAProxy changes its mind about a backend (polled every
-    0.2 s): when the LB took a node out and put it back is what the model's probe must match."""
+class _Poller:
+    """A daemon thread that calls `poll()` every `period_s` until stopped."""
 
-    def __init__(self, lab: Lab, h: HistoryWriter, period_s: float = 0.2) -> None:
-        self.lab, self.h, self.period_s = lab, h, period_s
+    def __init__(self, h: HistoryWriter, name: str, period_s: float = 0.2) -> None:
+        self.h, self.period_s = h, period_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lb-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> None:
+    def _start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
@@ -72,53 +71,64 @@ class LBWatcher:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        last: dict[str, str] = {}
         while not self._stop.wait(self.period_s):
-            try:
-                rows = self.lab.lb_stats()
-            except OSError:  # the LB itself is the fault: nothing to read
-                continue
-            for r in rows:
-                up = r["status"].split()[0] if r["status"] else ""
-                up = "UP" if up.startswith("UP") else "DOWN" if up.startswith(("DOWN", "MAINT")) else up
-                if last.get(r["name"]) != up:
-                    last[r["name"]] = up
-                    self.h.write("lb", node=r["name"], status=up)
+            self.poll()
+
+    def poll(self) -> None:
+        raise NotImplementedError
 
 
-class RolesWatcher:
+class LBWatcher(_Poller):
+    """Writes an `lb` record whenever HAProxy changes its mind about a backend (polled every
+    0.2 s): when the LB took a node out and put it back is what the model's probe must match."""
+
+    def __init__(self, lab: Lab, h: HistoryWriter) -> None:
+        super().__init__(h, "lb-watcher")
+        self.lab = lab
+        self.last: dict[str, str] = {}
+
+    def start(self) -> None:
+        self._start()
+
+    def poll(self) -> None:
+        try:
+            rows = self.lab.lb_stats()
+        except OSError:  # the LB itself is the fault: nothing to read
+            return
+        for r in rows:
+            up = r["status"].split()[0] if r["status"] else ""
+            up = "UP" if up.startswith("UP") else "DOWN" if up.startswith(("DOWN", "MAINT")) else up
+            if self.last.get(r["name"]) != up:
+                self.last[r["name"]] = up
+                self.h.write("lb", node=r["name"], status=up)
+
+
+class RolesWatcher(_Poller):
     """After the fault, writes a `roles` record whenever the surviving brokers report different
     leaders (polled every 0.2 s from this host): when a survivor took over the session store is
     measured directly, even in runs whose clients never had to wait for it."""
 
-    def __init__(self, urls: dict[str, str], h: HistoryWriter, period_s: float = 0.2) -> None:
-        self.urls, self.h, self.period_s = urls, h, period_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="roles-watcher", daemon=True)
+    def __init__(self, urls: dict[str, str], h: HistoryWriter) -> None:
+        super().__init__(h, "roles-watcher")
+        self.urls = urls
+        self.last: dict[str, str] | None = None
 
     def start(self, target: str) -> None:
         self.urls = {n: u for n, u in self.urls.items() if n != target}
         if self.urls:
-            self._thread.start()
+            self._start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        last: dict[str, str] | None = None
-        while not self._stop.wait(self.period_s):
-            for url in self.urls.values():
-                try:
-                    with urllib.request.urlopen(url, timeout=0.5) as resp:  # lab containers only
-                        roles = roles_of(json.loads(resp.read()))
-                except (OSError, ValueError):
-                    continue  # that survivor is busy or partitioned: ask the next
-                if roles != last:
-                    last = roles
-                    self.h.write("roles", roles=roles)
-                break
+    def poll(self) -> None:
+        for url in self.urls.values():
+            try:
+                with urllib.request.urlopen(url, timeout=0.5) as resp:  # lab containers only
+                    roles = roles_of(json.loads(resp.read()))
+            except (OSError, ValueError):
+                continue  # that survivor is busy or partitioned: ask the next
+            if roles != self.last:
+                self.last = roles
+                self.h.write("roles", roles=roles)
+            return
 
 
 def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
