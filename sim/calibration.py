@@ -161,7 +161,7 @@ def calibrate(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
     timeouts = _probe_timeouts([r for runs in by_mode.values() for r in runs])
     # How long a survivor holds a CONNECT is the store's own timeout, whatever failed: a mode whose
     # clients never met the window (a crash's first retry goes to the dead node) takes the others'.
-    held = [w for runs in by_mode.values() for w in _session_store(runs)["held_s"]]
+    held = [w for m in modes.values() for w in m["mechanism"]["session_store"]["held_s"]]
     for m in modes.values():
         m["mechanism"]["probe_timeout_measured_s"] = float(np.mean(timeouts)) if timeouts else None
         store = m["mechanism"]["session_store"]
