@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT
+from scipy import stats
 
 from sim.calibration import (
     FAULT_MODE,
@@ -18,11 +19,13 @@ from sim.calibration import (
     MIN_SAMPLES,
     CalibrationError,
     calibrate,
+    ks_over_runs,
     load_results,
     meets_targets,
     replay_scenario,
     validate,
 )
+from sim.holdout_power import pass_rate
 from sim.metrics import summarise
 from sim.montecarlo import run
 from sim.spec import load_spec
@@ -233,3 +236,33 @@ def test_committed_standin_calibration_is_reproducible_and_meets_the_bar() -> No
         assert meets_targets(r, ks=None), r["run"]
         assert r["session_present"]["lab"] == r["session_present"]["sim"] == 1.0, r["run"]
         assert r["acknowledged_lost"] == {"lab": 0, "sim": 0}, r["run"]
+
+
+def test_ks_over_runs_sees_run_to_run_shifts_that_the_pooled_ks_hides() -> None:
+    """Lab runs each at their own place (a run-level latency), a twin that knows only the mix of
+    them (as the replay does): the pooled KS of all eight is small, but half of them drawn at
+    random often misses the bar. Runs that share one distribution meet it when halved."""
+    rng = np.random.default_rng(3)
+    shifted = [1.0 + 0.01 * k + rng.normal(0, 0.001, 20) for k in range(8)]
+    mix = [1.0 + 0.01 * rng.integers(0, 8, 4000) + rng.normal(0, 0.001, 4000) for _ in range(8)]
+    same = [1.0 + rng.normal(0, 0.003, 20) for _ in range(8)]
+    twin_same = [1.0 + rng.normal(0, 0.003, 4000) for _ in range(8)]
+    assert ks_over_runs(shifted[:3], mix[:3]) is None  # too few runs to halve
+    apart = ks_over_runs(shifted, mix)
+    alike = ks_over_runs(same, twin_same)
+    assert apart is not None and alike is not None and apart["runs"] == 4
+    pooled = stats.ks_2samp(np.concatenate(shifted), np.concatenate(mix)).statistic
+    # any 4 of 8 equally likely places are >= 1/8 from the mix (1/8 when evenly spread)
+    assert pooled < 0.1 and apart["range90"][0] >= 0.1 and apart["below_bar"] <= 0.5
+    # 80 iid samples against the same distribution: P(KS >= 0.2) ~ 2 exp(-2 * 80 * 0.04) = 0.3 %
+    assert alike["range90"][1] < 0.2 and alike["below_bar"] >= 0.95
+
+
+def test_holdout_power_redraws_calibration_and_held_out_runs() -> None:
+    """The committed crash runs, redrawn 3 times as 4 calibration + 4 held-out runs: crash's
+    outages are 0.25 s wide (each client's own timer tick), so every draw meets the bar (150
+    draws: KS at most 0.09)."""
+    pool = [r for r in load_results([f"{STANDIN}-calibration-runs", f"{STANDIN}-held-out"])
+            if r["meta"]["scenario"] == "crash"]
+    ks = pass_rate(pool, "crash", 4, 4, draws=3, reps=50, seed=7)
+    assert len(ks) == 3 and np.all(ks < 0.2), ks

@@ -263,7 +263,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sim.calibration import CalibrationError, load_results, meets_targets, validate
+    from sim.calibration import CalibrationError, ks_spread, load_results, meets_targets, validate
 
     try:
         calibration = json.loads(Path(args.calibration).read_text())
@@ -301,7 +301,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                       f"{r['collateral_outages']['lab']}/{r['collateral_outages']['sim']}",
                       "yes" if meets_targets(r, ks=None) else "NO")
     for mode, m in report["modes"].items():
-        table.add_row(f"all held-out ({m['runs']})", mode, *cells(m), "", "", "", "",
+        ks = cells(m)
+        ks[-1] += ks_spread(m)
+        table.add_row(f"all held-out ({m['runs']})", mode, *ks, "", "", "", "",
                       "yes" if meets_targets(m) else "NO", style="bold")
     Console().print(table)
     for s in report["skipped"]:
