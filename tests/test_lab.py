@@ -131,6 +131,17 @@ def test_calibration_loop_on_standin(engine, tmp_path: Path) -> None:
     for r in report["runs"]:  # persistent sessions: exact
         assert r["session_present"]["lab"] == r["session_present"]["sim"], r["run"]
         assert r["acknowledged_lost"]["lab"] == r["acknowledged_lost"]["sim"], r["run"]
+    # The committed stand-in calibration against these runs, made after it: the same bar
+    # (medians, p95, sessions, loss); its KS is printed beside the fresh calibration's.
+    committed = json.loads((ROOT / "models" / "calibration"
+                            / "standin-nats-2026-11-27.json").read_text())
+    later = validate(load_results([held]), committed)
+    print("\ncommitted calibration vs these held-out runs:\n" + markdown_tables(committed, later))
+    for mode, m in later["modes"].items():
+        assert meets_targets(m, ks=None), (mode, m["lab"], m["sim"], m["ks_distance"])
+    for r in later["runs"]:
+        assert r["session_present"]["lab"] == r["session_present"]["sim"], r["run"]
+        assert r["acknowledged_lost"]["lab"] == r["acknowledged_lost"]["sim"], r["run"]
 
 
 @pytest.mark.lab
