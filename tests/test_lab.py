@@ -36,10 +36,16 @@ SCENARIOS = ["crash-and-return", "graceful-stop", "lb-loss", "rolling-restart", 
 # nothing): that is a finding the lab reports, so those runs assert only what always held.
 NO_RETURN = {"crash", "hang", "partition", "lb-loss"}
 LOOP = ("crash", "hang", "partition")
-# A run's CONNACK latency varies from run to run (once 48 ms where others took 3-11 ms): with one
-# calibration run of a kind such a run would be half the sample, with two it is a quarter.
-CALIBRATION_RUNS_PER_KIND = 2
-HELD_OUT_RUNS = 4
+# The loop's own calibration only shows that fresh runs go through calibrate and validate (one
+# run of each kind per mode: medians and p95 are held, KS is not; see below).
+CALIBRATION_RUNS_PER_KIND = 1
+# KS is held on the committed calibration, and needs many held-out runs: a run's CONNACK latency
+# is one draw of a run-level effect and a hang's or partition's 1 s mode is ~10 ms wide. Drawn
+# from 20-30 earlier runs per mode, k held-out runs met KS < 0.2 with the committed calibration
+# in (hang / partition) 81 / 71 % of 1,000 draws for k = 4, 93 / 91 % for 6, 99.7 / 100 % for 10.
+# Crash's outages are 0.25 s wide (timer ticks): 5 runs met it in every draw (KS at most 0.16).
+HELD_OUT_RUNS = {"crash": 5, "hang": 10, "partition": 10}
+COMMITTED_CALIBRATION = ROOT / "models" / "calibration" / "standin-nats-2026-11-27.json"
 ENV = {**os.environ, "EMQX_NODE__COOKIE": "test-only", "EMQX_DASHBOARD_PASSWORD": "test-only"}
 
 
@@ -108,7 +114,7 @@ def test_calibration_loop_on_standin(engine, tmp_path: Path) -> None:
                                      CALIBRATION_RUNS_PER_KIND, standin=True)
             for k, summary in enumerate(summaries):
                 _assert_run_holds(name, scenario, summary, cal / target, k)
-        summaries = run_scenario(scenario, held, HELD_OUT_RUNS, standin=True)
+        summaries = run_scenario(scenario, held, HELD_OUT_RUNS[name], standin=True)
         for k, summary in enumerate(summaries):
             _assert_run_holds(name, scenario, summary, held, k)
     calibration = calibrate(load_results([cal / "session_store_leader",
@@ -121,25 +127,21 @@ def test_calibration_loop_on_standin(engine, tmp_path: Path) -> None:
     (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
     print(table)
     assert set(report["modes"]) == {"crash", "hang", "partition"}
-    # Held-out runs pooled per mode: medians and p95 within 15 %. KS is printed, not asserted: a
-    # hang's or partition's 1 s outages are ~10 ms wide and a run's CONNACK latency moves by
-    # several ms from run to run (3-48 ms), so with 4 runs KS swings around 0.2 (two runs of this
-    # loop: 0.05, 0.17, 0.24 and 0.05, 0.11, 0.33); the committed 18-run set is held to it
-    # (test_calibration.py).
-    for mode, m in report["modes"].items():
-        assert meets_targets(m, ks=None), (mode, m["lab"], m["sim"], m["ks_distance"])
-    for r in report["runs"]:  # persistent sessions: exact
-        assert r["session_present"]["lab"] == r["session_present"]["sim"], r["run"]
-        assert r["acknowledged_lost"]["lab"] == r["acknowledged_lost"]["sim"], r["run"]
-    # The committed stand-in calibration against these runs, made after it: the same bar
-    # (medians, p95, sessions, loss); its KS is printed beside the fresh calibration's.
-    committed = json.loads((ROOT / "models" / "calibration"
-                            / "standin-nats-2026-11-27.json").read_text())
+    # The committed stand-in calibration (test_calibration.py: what `calibrate` makes of the
+    # committed runs) replays these held-out runs, all made after it: issue #5's whole bar, KS
+    # included, pooled per mode; sessions and loss exact per run.
+    committed = json.loads(COMMITTED_CALIBRATION.read_text())
     later = validate(load_results([held]), committed)
     print("\ncommitted calibration vs these held-out runs:\n" + markdown_tables(committed, later))
-    for mode, m in later["modes"].items():
+    # This loop's own calibration from 2 fresh runs per mode: medians and p95 within 15 %, KS
+    # printed, not asserted: a calibration run whose CONNACK latency sits apart (once 47 ms
+    # against 10-20 ms) moves a hang's or partition's 1 s mode (redrawing 4 calibration + 4
+    # held-out runs from the committed ones met the KS bar in 71 % / 50 % of draws, README).
+    for mode, m in report["modes"].items():
         assert meets_targets(m, ks=None), (mode, m["lab"], m["sim"], m["ks_distance"])
-    for r in later["runs"]:
+    for mode, m in later["modes"].items():
+        assert meets_targets(m), (mode, m["lab"], m["sim"], m["ks_distance"])
+    for r in report["runs"] + later["runs"]:  # persistent sessions: exact
         assert r["session_present"]["lab"] == r["session_present"]["sim"], r["run"]
         assert r["acknowledged_lost"]["lab"] == r["acknowledged_lost"]["sim"], r["run"]
 
