@@ -252,15 +252,19 @@ def _mechanism(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _store_down_s(r: dict[str, Any]) -> tuple[float, list[float]]:
     """When the survivors could open sessions again, and how long they held the CONNECTs that came
     before. Measured directly where the lab saw a survivor take over the session store (polled
-    every ROLES_POLL_S); else bracketed by the clients: after the last attempt a survivor held and
-    dropped started, before the first that succeeded (0 when no attempt was held)."""
+    every ROLES_POLL_S) before any client opened a session; else bracketed by the clients: after
+    the last attempt a survivor held and dropped started, before the first that succeeded (0 when
+    no attempt was held: the store was back before anyone needed it)."""
     o = _origin(r)
     after = o.get("lb_target_down_s") or 0.0  # earlier attempts may have gone to the failed node
     wait = r["meta"]["clients"]["keepalive_s"]
     attempts = [a for a in o.get("target_attempts", []) if a[0] >= after]
     held = [(a, d) for a, ok, d in attempts if not ok and 0.5 <= d < CLIENT_GAVE_UP * wait]
     elected = (o.get("roles_elected_s") or {}).get(SESSION_STORE_ROLE)
-    if elected is not None:
+    first_ok = min((a for a, ok, _ in attempts if ok), default=None)
+    # A poll can come late (a slow /jsz): a session opened before the leader was "seen" means
+    # the watcher was late, and the clients' bracket is the better measure.
+    if elected is not None and (first_ok is None or elected - ROLES_POLL_S / 2 <= first_ok):
         return elected - ROLES_POLL_S / 2, [d for _, d in held]
     if not held:
         return 0.0, []

@@ -17,7 +17,9 @@ from sim.calibration import (
     FAULT_MODE,
     LB_POLL_S,
     MIN_SAMPLES,
+    ROLES_POLL_S,
     CalibrationError,
+    _store_down_s,
     calibrate,
     ks_over_runs,
     load_results,
@@ -266,3 +268,17 @@ def test_holdout_power_redraws_calibration_and_held_out_runs() -> None:
             if r["meta"]["scenario"] == "crash"]
     ks = pass_rate(pool, "crash", 4, 4, draws=3, reps=50, seed=7)
     assert len(ks) == 3 and np.all(ks < 0.2), ks
+
+
+def test_a_late_seen_store_leader_yields_to_the_clients_bracket() -> None:
+    """A CI crash run's watcher saw the new session-store leader at 8.15 s, after sessions had
+    opened at 8.05 s (a slow poll): taken as measured it put the window past every retry and the
+    twin's crash p95 at 16 s against the lab's 8.25 s. The clients' evidence wins."""
+    path = Path(f"{STANDIN}-calibration-runs") / "crash-leader-0.json"
+    run = load_results([path])[0]
+    origin = run["origin"]
+    first_ok = min(a for a, ok, _ in origin["target_attempts"] if ok)
+    assert _store_down_s(run)[0] == pytest.approx(origin["roles_elected_s"]["$MQTT_sess"]
+                                                  - ROLES_POLL_S / 2)
+    late = {**run, "origin": {**origin, "roles_elected_s": {"$MQTT_sess": first_ok + 0.3}}}
+    assert _store_down_s(late) == (0.0, [])  # no attempt was held: back before anyone needed it

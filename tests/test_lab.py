@@ -36,15 +36,17 @@ SCENARIOS = ["crash-and-return", "graceful-stop", "lb-loss", "rolling-restart", 
 # nothing): that is a finding the lab reports, so those runs assert only what always held.
 NO_RETURN = {"crash", "hang", "partition", "lb-loss"}
 LOOP = ("crash", "hang", "partition")
-# The loop's own calibration only shows that fresh runs go through calibrate and validate (one
-# run of each kind per mode: medians and p95 are held, KS is not; see below).
-CALIBRATION_RUNS_PER_KIND = 1
+# The loop's own calibration shows that fresh runs go through calibrate and validate: medians
+# and p95 are held, KS is not (see below). A crash's outage is set by timeouts, one run of each
+# kind does; a hang's or partition's median sits in a 1 s mode ~10 ms wide, and one run with a
+# CONNACK latency apart (once 100 ms) would be half of what the twin draws (p50 +9 % in one loop).
+CALIBRATION_RUNS_PER_KIND = {"crash": 1, "hang": 2, "partition": 2}
 # KS is held on the committed calibration, and needs many held-out runs: a run's CONNACK latency
 # is one draw of a run-level effect and a hang's or partition's 1 s mode is ~10 ms wide. Drawn
 # from 20-30 earlier runs per mode, k held-out runs met KS < 0.2 with the committed calibration
 # in (hang / partition) 81 / 71 % of 1,000 draws for k = 4, 93 / 91 % for 6, 99.7 / 100 % for 10.
-# Crash's outages are 0.25 s wide (timer ticks): 5 runs met it in every draw (KS at most 0.16).
-HELD_OUT_RUNS = {"crash": 5, "hang": 10, "partition": 10}
+# Crash's outages are 0.25 s wide (timer ticks): 4 runs met it in every draw (KS at most 0.18).
+HELD_OUT_RUNS = {"crash": 4, "hang": 10, "partition": 10}
 COMMITTED_CALIBRATION = ROOT / "models" / "calibration" / "standin-nats-2026-11-27.json"
 ENV = {**os.environ, "EMQX_NODE__COOKIE": "test-only", "EMQX_DASHBOARD_PASSWORD": "test-only"}
 
@@ -111,7 +113,7 @@ def test_calibration_loop_on_standin(engine, tmp_path: Path) -> None:
         # the scenario's own target, whichever node leads.
         for target in ("session_store_leader", "session_store_follower"):
             summaries = run_scenario(replace(scenario, target=target), cal / target,
-                                     CALIBRATION_RUNS_PER_KIND, standin=True)
+                                     CALIBRATION_RUNS_PER_KIND[name], standin=True)
             for k, summary in enumerate(summaries):
                 _assert_run_holds(name, scenario, summary, cal / target, k)
         summaries = run_scenario(scenario, held, HELD_OUT_RUNS[name], standin=True)
@@ -133,7 +135,7 @@ def test_calibration_loop_on_standin(engine, tmp_path: Path) -> None:
     committed = json.loads(COMMITTED_CALIBRATION.read_text())
     later = validate(load_results([held]), committed)
     print("\ncommitted calibration vs these held-out runs:\n" + markdown_tables(committed, later))
-    # This loop's own calibration from 2 fresh runs per mode: medians and p95 within 15 %, KS
+    # This loop's own calibration from 2-4 fresh runs per mode: medians and p95 within 15 %, KS
     # printed, not asserted: a calibration run whose CONNACK latency sits apart (once 47 ms
     # against 10-20 ms) moves a hang's or partition's 1 s mode (redrawing 4 calibration + 4
     # held-out runs from the committed ones met the KS bar in 71 % / 50 % of draws, README).
