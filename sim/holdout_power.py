@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 from rich.progress import track
 
-from sim.calibration import _leader_lost, calibrate, load_results, validate
+from sim.calibration import KS_BAR, _leader_lost, calibrate, load_results, validate
 
 
 def pass_rate(pool: list[dict], mode: str, n_cal: int, n_held: int, draws: int, reps: int,
@@ -50,7 +50,7 @@ def main() -> None:
     ks = pass_rate(pool, a.mode, a.calibrate, a.hold_out, a.draws, a.replays, a.seed)
     print(f"{a.mode} calibrate {a.calibrate} hold out {a.hold_out} ({a.draws} draws from "
           f"{len(pool)} runs): pooled KS mean {ks.mean():.3f}, p90 {np.percentile(ks, 90):.3f}, "
-          f"max {ks.max():.3f}; below 0.2 in {np.mean(ks < 0.2) * 100:.0f} %")
+          f"max {ks.max():.3f}; below {KS_BAR} in {np.mean(ks < KS_BAR) * 100:.0f} %")
 
 
 if __name__ == "__main__":
