@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import secrets
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 import docker
 from docker.models.containers import Container
 
+from lab.brokers import Adapter, adapter, get_json
 from lab.lbconfig import Backend, LBSettings, haproxy_cfg
 
 PROJECT = "mqtt-ha-twin-lab"
@@ -31,35 +31,36 @@ REGION_A = ("emqx-a1", "emqx-a2", "emqx-a3")
 REGION_B = ("emqx-b1", "emqx-b2")
 
 
+BROKER_FILE = ROOT / "lab" / "generated" / "broker"  # which broker the last `twin lab up` ran
+
+
+def last_broker() -> str | None:
+    return BROKER_FILE.read_text().strip() if BROKER_FILE.exists() else None
+
+
 class LabError(RuntimeError):
     """Something about the lab the user must fix; one line."""
 
 
 @dataclass(frozen=True)
 class LabConfig:
-    standin: bool = False  # CI: NATS cluster from a locally built image in place of EMQX
-    sessions: str = "durable"  # stand-in: stream replicas 3 (durable) or 1 (node-local, "memory")
+    broker: str = "emqx-local"  # lab/brokers.py BROKERS
+    sessions: str = "memory"  # EMQX: durable_sessions off (memory) or on; stand-in: stream replicas
     lb: LBSettings = field(default_factory=LBSettings)
     profiles: tuple[str, ...] = ()
     mqtt_port: int = 18830
     stats_port: int = 18404
 
+    @property
+    def adapter(self) -> Adapter:
+        return adapter(self.broker)
+
+    @property
+    def standin(self) -> bool:
+        return self.broker == "standin"
+
     def broker_version(self) -> str:
-        if self.standin:
-            return "nats-server 2.9 (Debian bookworm), stand-in, not EMQX"
-        return os.environ.get("EMQX_IMAGE", "emqx/emqx:5.8.9")
-
-
-ROLES_PATH = "/jsz?accounts=true&streams=true"
-
-
-def roles_of(jsz: dict) -> dict[str, str]:
-    """Leaders from a NATS /jsz answer: the JetStream meta leader and each stream's ("" if none)."""
-    roles = {"meta": jsz.get("meta_cluster", {}).get("leader", "")}
-    for acc in jsz.get("account_details") or []:
-        for st in acc.get("stream_detail") or []:
-            roles[st["name"]] = (st.get("cluster") or {}).get("leader", "")
-    return roles
+        return self.adapter.version()
 
 
 def docker_client() -> docker.DockerClient:
@@ -80,16 +81,18 @@ class Lab:
     # -- compose -----------------------------------------------------------------------------
     def _compose_files(self) -> list[str]:
         files = ["-f", str(self.root / "docker-compose.lab.yml")]
-        if self.config.standin:
-            files += ["-f", str(self.root / "lab" / "standin" / "docker-compose.standin.yml")]
+        for extra in self.config.adapter.compose_overrides:
+            files += ["-f", str(self.root / extra)]
         return files
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         exe = shutil.which("docker-compose")
         base = [exe] if exe else ["docker", "compose"]
         profiles = [a for p in self.config.profiles for a in ("--profile", p)]
-        env = {**os.environ, "LAB_MQTT_PORT_A": str(self.config.mqtt_port),
-               "LAB_STATS_PORT_A": str(self.config.stats_port)}
+        env = {**os.environ, **self.config.adapter.compose_env(),
+               "LAB_MQTT_PORT_A": str(self.config.mqtt_port),
+               "LAB_STATS_PORT_A": str(self.config.stats_port),
+               "EMQX_DURABLE_SESSIONS": str(self.config.sessions == "durable").lower()}
         cmd = [*base, "-p", PROJECT, "--project-directory", str(self.root),
                *self._compose_files(), *profiles, *args]
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -108,26 +111,26 @@ class Lab:
                            f"EMQX_DASHBOARD_PASSWORD={secrets.token_urlsafe(18)}\n")
             env.chmod(0o600)
         self.generated.mkdir(parents=True, exist_ok=True)
-        # Node-local liveness, like EMQX's /api/v5/status: NATS's plain /healthz also fails while
-        # JetStream elects a leader, which would take every survivor out of rotation at once.
-        health = (8222, "/healthz?js-enabled-only=true") if self.config.standin \
-            else (18083, "/api/v5/status")
+        a = self.config.adapter
         for region, names in (("a", REGION_A), ("b", REGION_B)):
-            backends = tuple(Backend(n, 1883, *health) for n in names)
+            backends = tuple(Backend(n, 1883, a.health_port, a.health_path) for n in names)
             lb = LBSettings(**{**self.config.lb.__dict__, "backends": backends})
             (self.generated / f"haproxy-{region}.cfg").write_text(haproxy_cfg(lb))
-        replicas = 3 if self.config.sessions == "durable" else 1
-        for name in REGION_A:
-            routes = ", ".join(f"nats-route://{n}:6222" for n in REGION_A if n != name)
-            (self.generated / f"nats-{name}.conf").write_text(
-                f'server_name: "{name}"\nlisten: "0.0.0.0:4222"\nhttp: "0.0.0.0:8222"\n'
-                f'jetstream {{ store_dir: "/data/js" }}\n'
-                f'cluster {{ name: "lab", listen: "0.0.0.0:6222", routes: [{routes}] }}\n'
-                f'mqtt {{ listen: "0.0.0.0:1883", stream_replicas: {replicas}, '
-                f'consumer_replicas: {replicas}, ack_wait: "5s" }}\n')
+        a.write_generated(self.generated, REGION_A, self.config.sessions)
+
+    def check_images(self) -> None:
+        """Refuse to start when a locally built image is missing (compose would try to pull)."""
+        for image in self.config.adapter.required_images():
+            try:
+                self.docker.images.get(image)
+            except docker.errors.ImageNotFound:
+                raise LabError(f"broker = {self.config.broker}: image {image} is missing; build "
+                               f"it with `bash lab/images/build.sh [EMQX_TARBALL]`") from None
 
     def up(self, timeout_s: float = 180) -> None:
+        self.check_images()
         self.write_generated()
+        (self.generated / BROKER_FILE.name).write_text(self.config.broker + "\n")
         self.compose("up", "-d", "--force-recreate", "--remove-orphans")
         self.wait_healthy(timeout_s)
 
@@ -192,47 +195,54 @@ class Lab:
         return [{"name": r["svname"], "status": r["status"], "sessions": r["scur"]}
                 for r in rows if r["pxname"] == "brokers" and r["svname"] not in ("BACKEND",)]
 
-    def _monitor(self, path: str):
-        """(broker, JSON) from each running stand-in broker's NATS monitoring endpoint `path`."""
-        for name in self.brokers():
-            c = self.container(name)
-            if c.status != "running":
-                continue
-            code, out = c.exec_run(["curl", "-fsS", "--max-time", "2", f"http://127.0.0.1:8222{path}"])
-            if code == 0:
-                yield name, json.loads(out)
-
-    def roles(self) -> dict[str, str]:
-        """Who leads what in the cluster right now (stand-in: JetStream meta and stream leaders,
-        which decide how long a node's loss blocks new sessions); {} where not known."""
-        if not self.config.standin:
-            return {}
-        for _name, data in self._monitor(ROLES_PATH):
-            return roles_of(data)
-        return {}
-
-    def monitor_urls(self, path: str = ROLES_PATH) -> dict[str, str]:
-        """The stand-in brokers' monitoring URLs on their container addresses (reached from this
-        host, so polling them costs no `docker exec`); {} for EMQX."""
-        if not self.config.standin:
-            return {}
+    def broker_urls(self, path: str, exclude: str = "") -> dict[str, str]:
+        """Each running broker's API `path` on its container address (reached from this host, so
+        polling costs no `docker exec`)."""
         urls = {}
         for name in self.brokers():
+            if name == exclude:
+                continue
             c = self.container(name)
             c.reload()
             ips = [n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values()
                    if n.get("IPAddress")]
-            if ips:
-                urls[name] = f"http://{ips[0]}:8222{path}"
+            if c.status == "running" and ips:
+                urls[name] = self.config.adapter.api_url(ips[0], path)
         return urls
 
+    def api_auth(self) -> str | None:
+        a = self.config.adapter
+        return a.api_auth(self.generated) if a.is_emqx else None
+
+    def roles(self) -> dict[str, str]:
+        """Who leads what in the cluster right now (stand-in: JetStream meta and stream leaders,
+        which decide how long a node's loss blocks new sessions); {} for EMQX, which has none."""
+        a = self.config.adapter
+        path = a.roles_path()
+        for url in self.broker_urls(path).values() if path else ():
+            try:
+                return a.roles_of(get_json(url))
+            except (OSError, ValueError):
+                continue
+        return {}
+
+    def roles_urls(self, exclude: str = "") -> dict[str, str]:
+        path = self.config.adapter.roles_path()
+        return self.broker_urls(path, exclude) if path else {}
+
     def placement(self) -> dict[str, str]:
-        """Which node each MQTT client is connected to, from the brokers themselves (stand-in:
-        NATS /connz); {} where not known (EMQX would need its REST API credentials)."""
-        if not self.config.standin:
-            return {}
-        return {conn["mqtt_client"]: name for name, data in self._monitor("/connz?limit=100000")
-                for conn in data.get("connections") or [] if conn.get("mqtt_client")}
+        """Which node each MQTT client is connected to (and so holds its session), from the
+        brokers themselves: NATS /connz per node, EMQX /api/v5/clients for the whole cluster."""
+        a = self.config.adapter
+        out: dict[str, str] = {}
+        for name, url in self.broker_urls(a.placement_path()).items():
+            try:
+                out.update(a.placement_of(name, get_json(url, self.api_auth(), timeout_s=5)))
+            except (OSError, ValueError):
+                continue
+            if a.is_emqx and out:
+                break  # any EMQX node answers for the cluster
+        return out
 
     def endpoint(self) -> tuple[str, int]:
         return "127.0.0.1", self.config.mqtt_port

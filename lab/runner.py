@@ -10,15 +10,15 @@ import json
 import random
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lab.brokers import get_json
 from lab.checker import check
-from lab.cluster import Lab, LabConfig, LabError, roles_of
+from lab.cluster import Lab, LabConfig, LabError
 from lab.faults import FaultGuard, heal, netem_available
 from lab.fleet import TIMER_PHASE, TIMER_TICK_S, Fleet
 from lab.history import HistoryWriter, read_history
@@ -108,21 +108,21 @@ class RolesWatcher(_Poller):
     leaders (polled every 0.2 s from this host): when a survivor took over the session store is
     measured directly, even in runs whose clients never had to wait for it."""
 
-    def __init__(self, urls: dict[str, str], h: HistoryWriter) -> None:
+    def __init__(self, lab: Lab, h: HistoryWriter) -> None:
         super().__init__(h, "roles-watcher")
-        self.urls = urls
+        self.lab = lab
+        self.urls: dict[str, str] = {}
         self.last: dict[str, str] | None = None
 
     def start(self, target: str) -> None:
-        self.urls = {n: u for n, u in self.urls.items() if n != target}
+        self.urls = self.lab.roles_urls(exclude=target)
         if self.urls:
             self._start()
 
     def poll(self) -> None:
         for url in self.urls.values():
             try:
-                with urllib.request.urlopen(url, timeout=0.5) as resp:  # lab containers only
-                    roles = roles_of(json.loads(resp.read()))
+                roles = self.lab.config.adapter.roles_of(get_json(url, timeout_s=0.5))
             except (OSError, ValueError):
                 continue  # that survivor is busy or partitioned: ask the next
             if roles != self.last:
@@ -156,7 +156,7 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
     fleet = Fleet(host, port, scenario.clients, h, run_id)
     target = ""
     watcher = LBWatcher(lab, h)
-    roles_watcher = RolesWatcher(lab.monitor_urls(), h)
+    roles_watcher = RolesWatcher(lab, h)
     try:
         progress(f"{scenario.name} #{k}: connecting {scenario.clients.subscribers} subscribers, "
                  f"{scenario.clients.publishers} publishers")
@@ -193,12 +193,13 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
     return summary
 
 
-def run_scenario(scenario: Scenario, out: Path, repeat: int | None = None, standin: bool = False,
-                 progress: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
+def run_scenario(scenario: Scenario, out: Path, repeat: int | None = None,
+                 broker: str = "emqx-local", progress: Callable[[str], None] = lambda s: None
+                 ) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
     for k in range(repeat or scenario.repetitions):
-        lab = Lab(LabConfig(standin=standin, sessions=scenario.sessions, lb=scenario.lb))
+        lab = Lab(LabConfig(broker=broker, sessions=scenario.sessions, lb=scenario.lb))
         repaired = heal(lab) if lab.containers() else []
         if repaired:
             progress("healed: " + ", ".join(repaired))

@@ -15,7 +15,8 @@ repetitions = 1
 [clients]                      # lab/fleet.py FleetSettings
 [lb]                           # lab/lbconfig.py LBSettings (without backends)
 [lab]
-sessions = "durable"           # stand-in: replicated (durable) or node-local (memory) sessions
+sessions = "memory"            # EMQX: durable_sessions.enable false (memory) or true (durable);
+                               # stand-in: node-local (memory) or replicated (durable) streams
 ```
 """
 
@@ -45,7 +46,7 @@ class Scenario:
     repetitions: int = 1
     clients: FleetSettings = FleetSettings()
     lb: LBSettings = LBSettings()
-    sessions: str = "durable"
+    sessions: str = "memory"
     path: str = ""
 
 
@@ -84,7 +85,7 @@ def load_scenario(path: str | Path) -> Scenario:
     if sc.get("undo", "during_run") not in ("during_run", "after_run"):
         raise LabError(f"{path}: scenario.undo = {sc['undo']!r}: allowed during_run, after_run")
     lab_table = data.get("lab", {})
-    sessions = lab_table.get("sessions", "durable")
+    sessions = lab_table.get("sessions", "memory")
     if sessions not in ("durable", "memory") or set(lab_table) - {"sessions"}:
         raise LabError(f"{path}: lab.sessions = {sessions!r}: allowed durable, memory (and no other keys)")
     clients = _build(FleetSettings, data.get("clients", {}), f"{path}: clients")

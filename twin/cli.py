@@ -168,7 +168,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             return _lab_run(args)
         profiles = tuple(p for p, on in (("region-b", args.region_b), ("monitoring", args.monitoring))
                          if on)
-        lab = Lab(LabConfig(standin=args.standin, profiles=profiles,
+        lab = Lab(LabConfig(broker=_lab_broker(args), profiles=profiles,
                             lb=LBSettings(probe=args.probe, algorithm=args.algorithm)))
         if args.lab_command == "up":
             lab.up()
@@ -195,6 +195,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab_broker(args: argparse.Namespace) -> str:
+    """--broker, else the broker of the last `twin lab up`, else emqx-local."""
+    from lab.cluster import last_broker
+
+    return args.broker or last_broker() or "emqx-local"
+
+
 def _lab_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -206,8 +213,10 @@ def _lab_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     if args.target:
         scenario = replace(scenario, target=args.target)
+    if args.sessions:
+        scenario = replace(scenario, sessions=args.sessions)
     out = Path(args.out)
-    summaries = run_scenario(scenario, out, args.repeat, standin=args.standin,
+    summaries = run_scenario(scenario, out, args.repeat, broker=_lab_broker(args),
                              progress=lambda msg: console.log(msg))
     table = Table(title=f"{scenario.name}: {len(summaries)} run(s), results in {out}")
     for col in ("run", "target", "outage p50/p95 s", "reconnected", "session present",
@@ -372,13 +381,17 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--plot", default="out/storm.png", metavar="PNG")
     st.set_defaults(func=cmd_storm)
 
+    def _broker_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--broker", choices=["emqx-local", "emqx", "standin"],
+                       help="emqx-local: EMQX built here (lab/images/build.sh); emqx: Docker Hub "
+                       "images; standin: NATS (default: the running lab's, else emqx-local)")
+
     lab = sub.add_parser("lab", help="the lab of real brokers behind a real LB")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
     for name, text in (("up", "start the lab (writes .env and LB config)"),
                        ("down", "stop and remove the lab"), ("status", "containers and LB view")):
         lp = lab_sub.add_parser(name, help=text)
-        lp.add_argument("--standin", action="store_true",
-                        help="NATS stand-in from a locally built image in place of EMQX (CI)")
+        _broker_option(lp)
         lp.add_argument("--region-b", action="store_true", help="also region B (2 nodes, WAN link)")
         lp.add_argument("--monitoring", action="store_true", help="also Prometheus with alert rules")
         lp.add_argument("--probe", default="tcp", choices=["tcp", "http", "mqtt"])
@@ -389,7 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     lr.add_argument("scenario")
     lr.add_argument("--repeat", type=_positive_int, metavar="N")
     lr.add_argument("--out", default="out/lab", metavar="DIR")
-    lr.add_argument("--standin", action="store_true")
+    _broker_option(lr)
+    lr.add_argument("--sessions", choices=["memory", "durable"],
+                    help="in place of the scenario's [lab] sessions (EMQX: durable_sessions off/on; "
+                    "stand-in: stream replicas 1/3)")
     lr.add_argument("--target", help="the node to fail, in place of the scenario's target "
                     "(a service name, random, most_subscribers, session_store_leader, ...)")
     lr.set_defaults(func=cmd_lab)

@@ -11,12 +11,12 @@ per_kind=${3:-2}
 mkdir -p "$out/calibration-runs" "$out/held-out"
 for mode in crash hang partition; do
   for target in session_store_leader session_store_follower; do
-    twin lab run "lab/scenarios/$mode.toml" --standin --target "$target" --repeat "$per_kind" \
+    twin lab run "lab/scenarios/$mode.toml" --broker standin --sessions durable --target "$target" --repeat "$per_kind" \
       --out "$out/raw/$target"
     for ((k = 0; k < per_kind; k++)); do
       cp "$out/raw/$target/$mode-$k.json" "$out/calibration-runs/$mode-${target#session_store_}-$k.json"
     done
   done
-  twin lab run "lab/scenarios/$mode.toml" --standin --repeat "$held" --out "$out/raw/held-out"
+  twin lab run "lab/scenarios/$mode.toml" --broker standin --sessions durable --repeat "$held" --out "$out/raw/held-out"
   cp "$out"/raw/held-out/"$mode"-*.json "$out/held-out/"
 done

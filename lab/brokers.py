@@ -1,0 +1,142 @@
+"""Broker adapters: what the harness must know about the broker under the LB, in one place.
+
+The same compose services, faults, fleet and checker run on every broker; an adapter says which
+images and compose files to use, how the LB probes a node, which node holds which client, and who
+leads what in the cluster (the NATS stand-in's JetStream leaders; EMQX has no leader per session).
+
+* `emqx-local` - EMQX built from a release tarball here (lab/images/build.sh), HAProxy from Debian
+* `emqx`       - the Docker Hub images (emqx/emqx, haproxy): the same compose file
+* `standin`    - a NATS cluster (JetStream-backed MQTT) from the same local base image: a second
+                 broker, held out from the EMQX calibration
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BROKERS = ("emqx-local", "emqx", "standin")
+BASE_IMAGE = "mqtt-ha-twin/base:bookworm"
+EMQX_LOCAL_IMAGE = "mqtt-ha-twin/emqx:5.8.9-local"
+EMQX_HUB_IMAGE = "emqx/emqx:5.8.9"
+API_KEY_FILE = "emqx-api-key.txt"  # lab/generated/: EMQX's api_key.bootstrap_file (key:secret:role)
+NATS_ROLES_PATH = "/jsz?accounts=true&streams=true"
+
+
+def nats_roles_of(jsz: dict) -> dict[str, str]:
+    """Leaders from a NATS /jsz answer: the JetStream meta leader and each stream's ("" if none)."""
+    roles = {"meta": jsz.get("meta_cluster", {}).get("leader", "")}
+    for acc in jsz.get("account_details") or []:
+        for st in acc.get("stream_detail") or []:
+            roles[st["name"]] = (st.get("cluster") or {}).get("leader", "")
+    return roles
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    health_port: int
+    health_path: str
+    compose_overrides: tuple[str, ...] = ()
+
+    @property
+    def is_emqx(self) -> bool:
+        return self.name.startswith("emqx")
+
+    def version(self) -> str:
+        if self.name == "standin":
+            return "nats-server 2.9 (Debian bookworm), stand-in, not EMQX"
+        default = EMQX_LOCAL_IMAGE if self.name == "emqx-local" else EMQX_HUB_IMAGE
+        return os.environ.get("EMQX_IMAGE", default)
+
+    def compose_env(self) -> dict[str, str]:
+        """Image variables of docker-compose.lab.yml; a user's own EMQX_IMAGE etc. win."""
+        if self.name == "emqx":
+            return {}
+        env = {"HAPROXY_IMAGE": BASE_IMAGE, "NETTOOLS_IMAGE": BASE_IMAGE,
+               "STANDIN_IMAGE": BASE_IMAGE}
+        if self.name == "emqx-local":
+            env["EMQX_IMAGE"] = EMQX_LOCAL_IMAGE
+        return {k: os.environ.get(k, v) for k, v in env.items()}
+
+    def required_images(self) -> list[str]:
+        env = self.compose_env()
+        return sorted({env[k] for k in ("EMQX_IMAGE", "HAPROXY_IMAGE", "STANDIN_IMAGE") if k in env})
+
+    # -- generated files -------------------------------------------------------------------
+    def write_generated(self, generated: Path, nodes: tuple[str, ...], sessions: str) -> None:
+        if self.name == "standin":
+            replicas = 3 if sessions == "durable" else 1
+            for name in nodes:
+                routes = ", ".join(f"nats-route://{n}:6222" for n in nodes if n != name)
+                (generated / f"nats-{name}.conf").write_text(
+                    f'server_name: "{name}"\nlisten: "0.0.0.0:4222"\nhttp: "0.0.0.0:8222"\n'
+                    f'jetstream {{ store_dir: "/data/js" }}\n'
+                    f'cluster {{ name: "lab", listen: "0.0.0.0:6222", routes: [{routes}] }}\n'
+                    f'mqtt {{ listen: "0.0.0.0:1883", stream_replicas: {replicas}, '
+                    f'consumer_replicas: {replicas}, ack_wait: "5s" }}\n')
+            return
+        # EMQX's REST API key, provisioned at boot from its bootstrap file; fresh per lab, never
+        # committed (lab/generated is ignored). Readable by the official image's emqx user.
+        keyfile = generated / API_KEY_FILE
+        if not keyfile.exists():
+            keyfile.write_text(f"twin-lab:{secrets.token_urlsafe(24)}:administrator\n")
+        keyfile.chmod(0o644)
+
+    def api_auth(self, generated: Path) -> str:
+        key, secret = (generated / API_KEY_FILE).read_text().strip().split(":")[:2]
+        return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
+
+    # -- what the brokers say ---------------------------------------------------------------
+    def api_url(self, ip: str, path: str) -> str:
+        port = 8222 if self.name == "standin" else 18083
+        return f"http://{ip}:{port}{path}"
+
+    def placement_path(self) -> str:
+        return "/connz?limit=100000" if self.name == "standin" else "/api/v5/clients?limit=10000"
+
+    def placement_of(self, node: str, answer: dict[str, Any]) -> dict[str, str]:
+        """client id -> compose service. NATS answers for itself; EMQX for the whole cluster
+        (`node` is the Erlang node name, emqx@<service>.lab.local)."""
+        if self.name == "standin":
+            return {c["mqtt_client"]: node for c in answer.get("connections") or []
+                    if c.get("mqtt_client")}
+        return {c["clientid"]: c["node"].split("@", 1)[1].split(".", 1)[0]
+                for c in answer.get("data") or [] if c.get("connected", True)}
+
+    def roles_path(self) -> str | None:
+        """Where a broker says who leads what; None: EMQX has no per-session leader (a session
+        lives on the node its client is connected to, which placement gives)."""
+        return NATS_ROLES_PATH if self.name == "standin" else None
+
+    def roles_of(self, answer: dict[str, Any]) -> dict[str, str]:
+        return nats_roles_of(answer) if self.name == "standin" else {}
+
+
+ADAPTERS = {
+    "emqx-local": Adapter("emqx-local", 18083, "/api/v5/status"),
+    "emqx": Adapter("emqx", 18083, "/api/v5/status"),
+    # Node-local liveness, like EMQX's /api/v5/status: NATS's plain /healthz also fails while
+    # JetStream elects a leader, which would take every survivor out of rotation at once.
+    "standin": Adapter("standin", 8222, "/healthz?js-enabled-only=true",
+                       ("lab/standin/docker-compose.standin.yml",)),
+}
+
+
+def adapter(name: str) -> Adapter:
+    if name not in ADAPTERS:
+        raise ValueError(f"broker = {name!r}: allowed {', '.join(BROKERS)}")
+    return ADAPTERS[name]
+
+
+def get_json(url: str, auth: str | None = None, timeout_s: float = 2.0) -> dict[str, Any]:
+    """One GET to a lab container's API (lab addresses only)."""
+    req = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        return json.loads(resp.read())
