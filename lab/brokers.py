@@ -27,6 +27,7 @@ EMQX_LOCAL_IMAGE = "mqtt-ha-twin/emqx:5.8.9-local"
 EMQX_HUB_IMAGE = "emqx/emqx:5.8.9"
 API_KEY_FILE = "emqx-api-key.txt"  # lab/generated/: EMQX's api_key.bootstrap_file (key:secret:role)
 NATS_ROLES_PATH = "/jsz?accounts=true&streams=true"
+EMQX_SESSIONS_ROLE = "sessions@"  # + node: who holds that node's sessions (see roles_of)
 
 
 def nats_roles_of(jsz: dict) -> dict[str, str]:
@@ -101,6 +102,7 @@ class Adapter:
     def placement_path(self) -> str:
         return "/connz?limit=100000" if self.name == "standin" else "/api/v5/clients?limit=10000"
 
+
     def placement_of(self, node: str, answer: dict[str, Any]) -> dict[str, str]:
         """client id -> compose service. NATS answers for itself; EMQX for the whole cluster
         (`node` is the Erlang node name, emqx@<service>.lab.local)."""
@@ -108,15 +110,35 @@ class Adapter:
             return {c["mqtt_client"]: node for c in answer.get("connections") or []
                     if c.get("mqtt_client")}
         return {c["clientid"]: c["node"].split("@", 1)[1].split(".", 1)[0]
-                for c in answer.get("data") or [] if c.get("connected", True)}
+                for c in answer.get("data") or [] if c.get("connected")}
+
+    def cluster_path(self) -> str | None:
+        """Where a node lists the cluster's members as it sees them (EMQX); None: not asked."""
+        return "/api/v5/nodes" if self.is_emqx else None
+
+    def running_members(self, answer: Any) -> set[str]:
+        """Compose services a node's /api/v5/nodes answer reports running."""
+        return {n["node"].split("@", 1)[1].split(".", 1)[0] for n in answer
+                if n.get("node_status") == "running"}
 
     def roles_path(self) -> str | None:
-        """Where a broker says who leads what; None: EMQX has no per-session leader (a session
-        lives on the node its client is connected to, which placement gives)."""
-        return NATS_ROLES_PATH if self.name == "standin" else None
+        """Where a broker says who holds the sessions: NATS's JetStream leaders; EMQX's members."""
+        return NATS_ROLES_PATH if self.name == "standin" else self.cluster_path()
 
-    def roles_of(self, answer: dict[str, Any]) -> dict[str, str]:
-        return nats_roles_of(answer) if self.name == "standin" else {}
+    def roles_of(self, answer: Any) -> dict[str, str]:
+        """NATS: the JetStream leaders. EMQX: a session lives on its client's node, and a survivor
+        that must take it over from a silent node waits for it (FACTS: kick/takeover RPC) until
+        the Erlang distribution declares that node down; so `sessions@<node>` is held by the
+        node while the cluster counts it running and "released" once a survivor reports it
+        stopped (a node the answer does not list is not reported)."""
+        if self.name == "standin":
+            return nats_roles_of(answer)
+        out = {}
+        for n in answer:
+            svc = n["node"].split("@", 1)[1].split(".", 1)[0]
+            out[f"{EMQX_SESSIONS_ROLE}{svc}"] = svc if n.get("node_status") == "running" \
+                else "released"
+        return out
 
 
 ADAPTERS = {
@@ -135,7 +157,7 @@ def adapter(name: str) -> Adapter:
     return ADAPTERS[name]
 
 
-def get_json(url: str, auth: str | None = None, timeout_s: float = 2.0) -> dict[str, Any]:
+def get_json(url: str, auth: str | None = None, timeout_s: float = 2.0) -> Any:
     """One GET to a lab container's API (lab addresses only)."""
     req = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
     with urllib.request.urlopen(req, timeout=timeout_s) as resp:

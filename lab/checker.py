@@ -36,10 +36,14 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
     lb_events: list[tuple[float, str, str]] = []
     role_changes: list[tuple[float, dict[str, str]]] = []
     stop_t = next((r["t"] for r in records if r["ev"] == "stop"), float("inf"))
+    refused = 0
     for r in records:
         ev = r["ev"]
         if ev in ("connect", "disconnect") and r["t"] >= stop_t:
             continue  # the fleet's own shutdown
+        if ev == "connect" and r.get("rc", 0):
+            refused += 1  # a CONNACK that refuses (EMQX: 0x88 server unavailable) ends an attempt,
+            continue  # not an outage: the disconnect that follows marks the attempt failed
         if ev == "send":
             sent[(r["p"], r["s"])] = r["t"]
         elif ev == "ack":
@@ -106,7 +110,7 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
         "client_outage_s": _pcts(outages),
         "client_outages": [float(x) for x in outages],
         "clients": {"seen": len(events_by_client), "disconnects": len(outages) + len(never_back),
-                    "not_reconnected": sorted(never_back)},
+                    "not_reconnected": sorted(never_back), "refused_connacks": refused},
         "sessions": {"reconnects": reconnects, "present": present,
                      "present_ratio": present / reconnects if reconnects else None},
         "fault": {"start": fault_start, "end": fault_end},

@@ -50,6 +50,7 @@ class LabConfig:
     profiles: tuple[str, ...] = ()
     mqtt_port: int = 18830
     stats_port: int = 18404
+    dist_net_ticktime_s: int = 120  # EMQX node.dist_net_ticktime (its default: 2 min)
 
     @property
     def adapter(self) -> Adapter:
@@ -92,7 +93,8 @@ class Lab:
         env = {**os.environ, **self.config.adapter.compose_env(),
                "LAB_MQTT_PORT_A": str(self.config.mqtt_port),
                "LAB_STATS_PORT_A": str(self.config.stats_port),
-               "EMQX_DURABLE_SESSIONS": str(self.config.sessions == "durable").lower()}
+               "EMQX_DURABLE_SESSIONS": str(self.config.sessions == "durable").lower(),
+               "EMQX_DIST_NET_TICKTIME": f"{self.config.dist_net_ticktime_s}s"}
         cmd = [*base, "-p", PROJECT, "--project-directory", str(self.root),
                *self._compose_files(), *profiles, *args]
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -170,7 +172,8 @@ class Lab:
                 c = self.container(name)
                 c.reload()
                 states[name] = c.attrs["State"].get("Health", {}).get("Status", c.status)
-            if all(s in ("healthy", "running") for s in states.values()) and self._lb_ready():
+            if all(s in ("healthy", "running") for s in states.values()) and self._lb_ready() \
+                    and self.cluster_formed():
                 return time.monotonic() - start
             for c in self.containers():
                 if c.status == "exited" and c.labels.get("mqtt-ha-twin.role") == "lb":
@@ -179,6 +182,20 @@ class Lab:
             if time.monotonic() - start > timeout_s:
                 raise LabError(f"lab not healthy after {timeout_s:.0f} s: {states}")
             time.sleep(1)
+
+    def cluster_formed(self) -> bool:
+        """Every broker sees every broker running (EMQX): a node that joins late restarts its
+        applications and drops the clients it already had, which a run must not measure."""
+        a = self.config.adapter
+        path = a.cluster_path()
+        if path is None:
+            return True
+        brokers = set(self.brokers())
+        try:
+            return all(a.running_members(get_json(url, self.api_auth())) >= brokers
+                       for url in self.broker_urls(path).values())
+        except (OSError, ValueError):
+            return False
 
     def _lb_ready(self) -> bool:
         try:
@@ -221,7 +238,7 @@ class Lab:
         path = a.roles_path()
         for url in self.broker_urls(path).values() if path else ():
             try:
-                return a.roles_of(get_json(url))
+                return a.roles_of(get_json(url, self.api_auth()))
             except (OSError, ValueError):
                 continue
         return {}

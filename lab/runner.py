@@ -122,7 +122,7 @@ class RolesWatcher(_Poller):
     def poll(self) -> None:
         for url in self.urls.values():
             try:
-                roles = self.lab.config.adapter.roles_of(get_json(url, timeout_s=0.5))
+                roles = self.lab.config.adapter.roles_of(get_json(url, self.lab.api_auth(), 0.5))
             except (OSError, ValueError):
                 continue  # that survivor is busy or partitioned: ask the next
             if roles != self.last:
@@ -141,7 +141,8 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
         "schema_version": SCHEMA_VERSION, "scenario": scenario.name,
         "scenario_file": scenario.path, "repetition": k,
         "broker": lab.config.broker_version(), "standin": lab.config.standin,
-        "sessions": scenario.sessions, "lb": {k2: v for k2, v in asdict(scenario.lb).items()
+        "sessions": scenario.sessions, "dist_net_ticktime_s": lab.config.dist_net_ticktime_s,
+        "lb": {k2: v for k2, v in asdict(scenario.lb).items()
                                              if k2 != "backends"},
         "clients": asdict(scenario.clients), "fault": scenario.fault, "undo": scenario.undo,
         "nodes": len(lab.brokers()), "client_timer_tick_s": TIMER_TICK_S,
@@ -199,7 +200,8 @@ def run_scenario(scenario: Scenario, out: Path, repeat: int | None = None,
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
     for k in range(repeat or scenario.repetitions):
-        lab = Lab(LabConfig(broker=broker, sessions=scenario.sessions, lb=scenario.lb))
+        lab = Lab(LabConfig(broker=broker, sessions=scenario.sessions, lb=scenario.lb,
+                            dist_net_ticktime_s=scenario.dist_net_ticktime_s))
         repaired = heal(lab) if lab.containers() else []
         if repaired:
             progress("healed: " + ", ".join(repaired))

@@ -17,6 +17,7 @@ repetitions = 1
 [lab]
 sessions = "memory"            # EMQX: durable_sessions.enable false (memory) or true (durable);
                                # stand-in: node-local (memory) or replicated (durable) streams
+dist_net_ticktime_s = 120      # EMQX node.dist_net_ticktime: how long a silent node counts as up
 ```
 """
 
@@ -47,6 +48,7 @@ class Scenario:
     clients: FleetSettings = FleetSettings()
     lb: LBSettings = LBSettings()
     sessions: str = "memory"
+    dist_net_ticktime_s: int = 120
     path: str = ""
 
 
@@ -86,10 +88,16 @@ def load_scenario(path: str | Path) -> Scenario:
         raise LabError(f"{path}: scenario.undo = {sc['undo']!r}: allowed during_run, after_run")
     lab_table = data.get("lab", {})
     sessions = lab_table.get("sessions", "memory")
-    if sessions not in ("durable", "memory") or set(lab_table) - {"sessions"}:
-        raise LabError(f"{path}: lab.sessions = {sessions!r}: allowed durable, memory (and no other keys)")
+    if sessions not in ("durable", "memory"):
+        raise LabError(f"{path}: lab.sessions = {sessions!r}: allowed durable, memory")
+    if set(lab_table) - {"sessions", "dist_net_ticktime_s"}:
+        raise LabError(f"{path}: lab: unknown key(s) {sorted(set(lab_table) - {'sessions', 'dist_net_ticktime_s'})}; "
+                       "allowed: sessions, dist_net_ticktime_s")
+    tick = lab_table.get("dist_net_ticktime_s", 120)
+    if not (isinstance(tick, int) and not isinstance(tick, bool) and 5 <= tick <= 600):
+        raise LabError(f"{path}: lab.dist_net_ticktime_s = {tick!r}: must be an integer in 5..600")
     clients = _build(FleetSettings, data.get("clients", {}), f"{path}: clients")
     lb = _build(LBSettings, data.get("lb", {}), f"{path}: lb")
     scenario = _build(Scenario, sc, f"{path}: scenario")
     return Scenario(**{**scenario.__dict__, "clients": clients, "lb": lb, "sessions": sessions,
-                       "path": str(path)})
+                       "dist_net_ticktime_s": tick, "path": str(path)})

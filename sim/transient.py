@@ -19,9 +19,13 @@ Semantics shared by both models (each is an assumption stated once, here):
   it times out without using a slot); one that waits longer than the connect timeout fails but
   still uses its slot (the broker accepts a socket the client has closed).
 * least connections counts established plus pending connections; ties go to the lowest node index.
-* until `session_store_down_s` (a replicated session store electing a new leader) a survivor
-  holds a CONNECT for up to `session_store_wait_s`: it succeeds when the store is back within that
-  wait (and the client's connect timeout), else it fails when the wait (or the timeout) runs out.
+* until `session_store_down_s` (a replicated session store electing a new leader; on EMQX, the
+  cluster declaring a silent node down, whose sessions a survivor must take over) a survivor
+  holds a CONNECT for up to `session_store_wait_s` and then drops it, even if the store came
+  back meanwhile; the client gives up first when its connect timeout is shorter. A client's
+  later CONNECTs in that time are refused at once with probability `session_store_refuse_p`
+  (EMQX answered 0x88 "server unavailable" to ~half of them: a previous attempt's takeover
+  still holds the client id's lock).
 * memory sessions survive only when the client gets back to its original node while that node's
   memory survived (hang, partition); durable sessions resume while a majority of the session's
   replicas is up.
@@ -86,6 +90,7 @@ class Scenario:
     # meanwhile (the stand-in dropped 140 of 140 such CONNECTs after 4.0 s, none succeeded late).
     session_store_down_s: float = 0.0
     session_store_wait_s: float = 0.0
+    session_store_refuse_p: float = 0.0
     timer_tick_s: float = 0.0  # the client checks its timers this often: a timeout fires up to a tick late
     lb_down_at_s: float | None = None  # when the LB took the failed nodes out, if measured (a lab replay)
 
@@ -270,6 +275,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     absent = np.zeros(sc.nodes, dtype=bool)
     absent[list(sc.down_before)] = True
     refuse_now = not attempts_time_out(sc)
+    held_once = np.zeros(n, dtype=bool)  # a survivor has held one of this client's CONNECTs
 
     calendar = _Calendar()
     calendar.push(next_a, np.arange(n), ATTEMPT)
@@ -307,8 +313,12 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
             aj = a[sel]
             if aj.min() < sc.session_store_down_s:  # held, then dropped (see Scenario)
                 held = aj < sc.session_store_down_s
-                fail_t[sel[held]] = aj[held] + np.minimum(sc.session_store_wait_s,
-                                                          timeout[sel[held]])
+                hs = sel[held]
+                refused = held_once[idx[hs]] & (rng.random(len(hs)) < sc.session_store_refuse_p) \
+                    if sc.session_store_refuse_p else np.zeros(len(hs), dtype=bool)
+                fail_t[hs] = np.where(refused, aj[held],
+                                      aj[held] + np.minimum(sc.session_store_wait_s, timeout[hs]))
+                held_once[idx[hs]] = True
                 sel, aj = sel[~held], aj[~held]
                 if not len(sel):
                     continue

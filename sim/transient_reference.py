@@ -76,6 +76,8 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
             sticky[s] = j
         return int(j)
 
+    held_once = [False] * n  # a survivor has held one of this client's CONNECTs
+
     def client(i: int):
         yield env.timeout(detect[i])
         attempt, prev = 0, sc.initial_s
@@ -99,6 +101,11 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
             if sc.max_connections is not None and counts[j] + pending[j] >= sc.max_connections:
                 continue
             if a < sc.session_store_down_s:  # held by a survivor whose session store is down
+                refused = held_once[i] and sc.session_store_refuse_p > 0 \
+                    and rng.random() < sc.session_store_refuse_p
+                held_once[i] = True
+                if refused:
+                    continue
                 pending[j] += 1
                 yield env.timeout(min(sc.session_store_wait_s, timeout))
                 pending[j] -= 1

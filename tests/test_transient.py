@@ -43,6 +43,12 @@ SCENARIOS = {
         probe_timeout_s=1, on_down="reset", keepalive_s=5, connect_timeout_s=5, max_s=8,
         session_store_down_s=8.0, session_store_wait_s=4.0, max_conn_rate_per_s=40,
         listen_backlog=60, jitter="full", sessions="durable", return_after_s=12),
+    "EMQX hang: survivors hold CONNECTs past the client's timeout, refuse later ones at random":
+    Scenario(
+        nodes=3, failed=(1,), mode="hang", clients=60, probe_protocol="http", probe_interval_s=1,
+        probe_timeout_s=1, on_down="reset", keepalive_s=5, connect_timeout_s=5, max_s=8,
+        session_store_down_s=21.5, session_store_wait_s=float("inf"), session_store_refuse_p=0.45,
+        timer_tick_s=0.25, return_after_s=float("inf")),
 }
 REPS = 150
 
