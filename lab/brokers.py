@@ -25,6 +25,7 @@ BROKERS = ("emqx-local", "emqx", "standin")
 BASE_IMAGE = "mqtt-ha-twin/base:bookworm"
 EMQX_LOCAL_IMAGE = "mqtt-ha-twin/emqx:5.8.9-local"
 EMQX_HUB_IMAGE = "emqx/emqx:5.8.9"
+PROMETHEUS_LOCAL_IMAGE = "mqtt-ha-twin/prometheus:local"
 API_KEY_FILE = "emqx-api-key.txt"  # lab/generated/: EMQX's api_key.bootstrap_file (key:secret:role)
 NATS_ROLES_PATH = "/jsz?accounts=true&streams=true"
 EMQX_SESSIONS_ROLE = "sessions@"  # + node: who holds that node's sessions (see roles_of)
@@ -61,14 +62,17 @@ class Adapter:
         if self.name == "emqx":
             return {}
         env = {"HAPROXY_IMAGE": BASE_IMAGE, "NETTOOLS_IMAGE": BASE_IMAGE,
-               "STANDIN_IMAGE": BASE_IMAGE}
+               "STANDIN_IMAGE": BASE_IMAGE, "PROMETHEUS_IMAGE": PROMETHEUS_LOCAL_IMAGE}
         if self.name == "emqx-local":
             env["EMQX_IMAGE"] = EMQX_LOCAL_IMAGE
         return {k: os.environ.get(k, v) for k, v in env.items()}
 
-    def required_images(self) -> list[str]:
+    def required_images(self, profiles: tuple[str, ...] = ()) -> list[str]:
+        """The locally built images this broker's lab needs (compose would try to pull them)."""
         env = self.compose_env()
-        return sorted({env[k] for k in ("EMQX_IMAGE", "HAPROXY_IMAGE", "STANDIN_IMAGE") if k in env})
+        keys = ["EMQX_IMAGE", "HAPROXY_IMAGE", "STANDIN_IMAGE"]
+        keys += ["PROMETHEUS_IMAGE"] if "monitoring" in profiles else []
+        return sorted({env[k] for k in keys if k in env})
 
     # -- generated files -------------------------------------------------------------------
     def write_generated(self, generated: Path, nodes: tuple[str, ...], sessions: str) -> None:

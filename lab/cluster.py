@@ -122,7 +122,7 @@ class Lab:
 
     def check_images(self) -> None:
         """Refuse to start when a locally built image is missing (compose would try to pull)."""
-        for image in self.config.adapter.required_images():
+        for image in self.config.adapter.required_images(self.config.profiles):
             try:
                 self.docker.images.get(image)
             except docker.errors.ImageNotFound:

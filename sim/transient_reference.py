@@ -106,8 +106,11 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                 held_once[i] = True
                 if refused:
                     continue
+                hold = min(sc.session_store_wait_s, timeout)
+                if sc.session_store_release_drops:
+                    hold = min(hold, sc.session_store_down_s - a)
                 pending[j] += 1
-                yield env.timeout(min(sc.session_store_wait_s, timeout))
+                yield env.timeout(hold)
                 pending[j] -= 1
                 continue
             start = env.now if rate is None else max(env.now, next_free[j])

@@ -5,12 +5,15 @@
 #                                   nats-server (the stand-in broker) and EMQX's runtime libraries
 #   mqtt-ha-twin/emqx:5.8.9-local   the base + an EMQX release tarball in /opt/emqx, run like the
 #                                   official image: `emqx foreground`, `emqx ctl status`, EMQX_* env
+#   mqtt-ha-twin/prometheus:local   the base + this host's Debian prometheus binary (monitoring
+#                                   profile; built when /usr/bin/prometheus exists)
 # usage: build.sh [EMQX_TARBALL_OR_DIR]   (default ../shared/emqx/; a dir's *.tar.gz is used)
 # About 1 minute for the base, 20 s for EMQX; an image that exists is kept (delete it to rebuild).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 BASE=${BASE_IMAGE:-mqtt-ha-twin/base:bookworm}
 EMQX=${EMQX_LOCAL_IMAGE:-mqtt-ha-twin/emqx:5.8.9-local}
+PROM=${PROMETHEUS_LOCAL_IMAGE:-mqtt-ha-twin/prometheus:local}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 src=${1:-$here/../../../shared/emqx}
 
@@ -29,6 +32,14 @@ else
   tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' - "$BASE" >/dev/null
   rm -rf "$root"; trap - EXIT
   echo "built $BASE"
+fi
+
+if [ -x /usr/bin/prometheus ] && ! docker image inspect "$PROM" >/dev/null 2>&1; then
+  pctx=$(mktemp -d /tmp/twin-prom-ctx.XXXXXX)
+  cp /usr/bin/prometheus "$pctx/"
+  printf 'FROM %s\nCOPY prometheus /bin/prometheus\nENTRYPOINT ["/bin/prometheus"]\n' "$BASE" >"$pctx/Dockerfile"
+  docker build -q -t "$PROM" "$pctx" >/dev/null && echo "built $PROM"
+  rm -rf "$pctx"
 fi
 
 if docker image inspect "$EMQX" >/dev/null 2>&1; then
