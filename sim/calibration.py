@@ -157,6 +157,8 @@ def calibrate(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
             "duplicates_per_event": float(np.mean([r["messages"]["duplicated"] for r in runs])),
             "lab_subscribers_per_node": float(np.mean([r["meta"]["clients"]["subscribers"]
                                                        / r["meta"].get("nodes", 3) for r in runs])),
+            # EMQX's failure-detector tick in these runs (None: a broker without one)
+            "lab_dist_net_ticktime_s": _tick(runs),
             "runs": len(runs),
             "mechanism": _mechanism(runs),
             "collateral": _collateral(runs),
@@ -189,6 +191,12 @@ def calibrate(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
         },
         "modes": modes,
     }
+
+
+def _tick(runs: list[dict[str, Any]]) -> float | None:
+    ticks = {r["meta"].get("dist_net_ticktime_s") for r in runs if not r["meta"].get("standin")}
+    ticks.discard(None)
+    return float(ticks.pop()) if len(ticks) == 1 else None
 
 
 def _loss_residual(runs: list[dict[str, Any]], fitted: dict[str, Any], reps: int = 50) -> float:

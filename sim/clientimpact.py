@@ -9,7 +9,7 @@ entry. DESIGN §1.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +132,11 @@ def spec_id(spec: Spec) -> int:
 _CALIBRATIONS: dict[str, dict] = {}
 
 
+# A VM lost without a word looks to the cluster like a partition (no TCP close, no nodedown until
+# the tick time runs out): with `use = "mechanism"` it takes the partition's measured behaviour.
+MECHANISM_OF = {"vm": "partition"}
+
+
 def calibrated_mode(spec: Spec, cause: str) -> dict | None:
     """The lab-fitted values for this cause's failure mode, if the topology names a calibration."""
     if spec.calibration is None:
@@ -141,7 +146,32 @@ def calibrated_mode(spec: Spec, cause: str) -> dict | None:
         import json
 
         _CALIBRATIONS[path] = json.loads(Path(path).read_text())
-    return _CALIBRATIONS[path]["modes"].get(mode_of(cause)[0])
+    mode = mode_of(cause)[0]
+    if spec.calibration.use == "mechanism":
+        mode = MECHANISM_OF.get(mode, mode)
+    return _CALIBRATIONS[path]["modes"].get(mode)
+
+
+def mechanism_scenario(spec: Spec, sc: Scenario, fitted: dict, rng: np.random.Generator
+                       ) -> Scenario:
+    """The transient with the broker behaviour the lab measured (`use = "mechanism"`): survivors
+    hold, refuse or drop CONNECTs until the cluster counts the failed node down, a window that
+    EMQX's failure detector sets, so it scales with this topology's tick time for silent
+    failures; the lab's CONNACK latency."""
+    from sim.calibration import _wait
+    from sim.transient import SILENT
+
+    mech = fitted["mechanism"]
+    store = mech.get("session_store") or {"down_s": {}, "wait_s": 0.0}
+    windows = [w for ws in store["down_s"].values() for w in ws]
+    lab_tick = fitted.get("lab_dist_net_ticktime_s")
+    scale = spec.cluster.dist_net_ticktime_s / lab_tick if lab_tick and sc.mode in SILENT else 1.0
+    latency = mech.get("connack_latency_s") or {}
+    return replace(sc, session_store_down_s=float(rng.choice(windows)) * scale if windows else 0.0,
+                   session_store_wait_s=_wait(store),
+                   session_store_refuse_p=store.get("refuse_p", 0.0),
+                   session_store_release_drops=store.get("release_drops", False),
+                   connack_latency_s=float(latency.get("median", 0.0)))
 
 
 def _calibrated_entry(spec: Spec, region: int, up_before: int, fitted: dict,
@@ -182,11 +212,20 @@ def pool(spec: Spec, region: int, cause: str, up_before: int, spec_key: int | No
         scale = min(1.0, POOL_MAX_CLIENTS / clients) if clients else 1.0
         entries = []
         fitted = calibrated_mode(spec, cause)
-        for _ in range(POOL_SIZE if fitted is None else 0):
+        mechanism = fitted is not None and spec.calibration is not None \
+            and spec.calibration.use == "mechanism"
+        for _ in range(POOL_SIZE if fitted is None or mechanism else 0):
             back = float(repair.rvs(random_state=rng)) if repair is not None else float("inf")
-            result = simulate(scenario_for(spec, region, cause, up_before, back, scale), rng)
-            entries.append(_entry(result, rng, scale))
-        if fitted is not None:
+            sc = scenario_for(spec, region, cause, up_before, back, scale)
+            if mechanism:
+                sc = mechanism_scenario(spec, sc, fitted, rng)
+            entry = _entry(simulate(sc, rng), rng, scale)
+            if mechanism:  # loss the lab saw that the mechanism does not explain, per subscriber
+                subs = max(1.0, fitted.get("lab_subscribers_per_node", 10.0))
+                entry.qos1_lost += max(0.0, fitted.get("acknowledged_lost_residual_per_event", 0.0)) \
+                    * entry.affected * spec.clients.subscriber_fraction / subs
+            entries.append(entry)
+        if fitted is not None and not mechanism:
             entries = [_calibrated_entry(spec, region, up_before, fitted, rng)
                        for _ in range(POOL_SIZE)]
         _POOLS[key] = entries

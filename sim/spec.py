@@ -104,6 +104,10 @@ class Cluster(_Model):
     overload_connections: Annotated[int, Field(ge=1)] | None = Field(
         None, description="a node holding more connections than this crashes (cascade)"
     )
+    dist_net_ticktime_s: Annotated[float, Field(ge=5, le=3600)] = Field(
+        120, description="EMQX node.dist_net_ticktime: how long the cluster counts a silent node "
+        "as up (survivors wait that long to take its sessions over; FACTS)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Cluster:
@@ -187,9 +191,13 @@ class CorrelatedFailure(_Model):
 
 
 class CalibrationRef(_Model):
-    """Lab-fitted transients (models/calibration/*.json) used in place of the model's own."""
+    """Lab-fitted transients (models/calibration/*.json): `outages` draws the lab's own client
+    outages (valid only for the lab's client and LB settings); `mechanism` runs the model with
+    the broker behaviour the lab measured (session takeover hold, refusals, CONNACK latency,
+    loss the model does not explain), scaled to this topology's tick time."""
 
     file: str = Field(min_length=1, description="relative to the topology file")
+    use: Literal["outages", "mechanism"] = "outages"
 
 
 class Spec(_Model):
@@ -357,5 +365,5 @@ def load_spec(path: str | Path) -> Spec:
         if not target.is_file():
             raise SpecError(f"{path}: calibration.file = {spec.calibration.file!r}: no such file "
                             f"({target})")
-        spec = spec.model_copy(update={"calibration": CalibrationRef(file=str(target))})
+        spec = spec.model_copy(update={"calibration": spec.calibration.model_copy(update={"file": str(target)})})
     return spec
