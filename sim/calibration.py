@@ -199,11 +199,15 @@ def _tick(runs: list[dict[str, Any]]) -> float | None:
     return float(ticks.pop()) if len(ticks) == 1 else None
 
 
-def _loss_residual(runs: list[dict[str, Any]], fitted: dict[str, Any], reps: int = 50) -> float:
+def _loss_residual(runs: list[dict[str, Any]], fitted: dict[str, Any], reps: int = 50
+                   ) -> float | None:
     """Acknowledged loss per event that the model's own mechanism (subscribers whose session is
     gone miss what is published while they are out) does not explain: the lab's messages queued
     or in flight on the failed node, or routed to a session the broker re-created empty. The
-    replay adds it (the long-run pools take the lab's whole loss per event)."""
+    replay adds it (the long-run pools take the lab's whole loss per event). None where a run
+    does not say enough to be replayed."""
+    if not all("timings" in r["meta"] and "lb" in r["meta"] for r in runs):
+        return None
     rng = np.random.default_rng(0)
     own = [replay(r["meta"], {**fitted, "acknowledged_lost_residual_per_event": 0.0}, rng, reps,
                   _leader_lost(r) if _origin(r) else None, _lb_down_at(r))["acknowledged_lost"]
@@ -471,8 +475,10 @@ def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generato
         lost.append(r.qos1_lost)
         dup.append(r.duplicates)
     return {"outages": np.concatenate(outages), "present_ratio": float(np.concatenate(present).mean()),
-            "acknowledged_lost": float(np.mean(lost)) + fitted.get(
-                "acknowledged_lost_residual_per_event", fitted["acknowledged_lost_per_event"]),
+            "acknowledged_lost": float(np.mean(lost)) + (
+                fitted["acknowledged_lost_per_event"]
+                if fitted.get("acknowledged_lost_residual_per_event") is None
+                else fitted["acknowledged_lost_residual_per_event"]),
             "duplicated": float(np.mean(dup)), "scenario": sc}
 
 

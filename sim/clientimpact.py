@@ -222,7 +222,7 @@ def pool(spec: Spec, region: int, cause: str, up_before: int, spec_key: int | No
             entry = _entry(simulate(sc, rng), rng, scale)
             if mechanism:  # loss the lab saw that the mechanism does not explain, per subscriber
                 subs = max(1.0, fitted.get("lab_subscribers_per_node", 10.0))
-                entry.qos1_lost += max(0.0, fitted.get("acknowledged_lost_residual_per_event", 0.0)) \
+                entry.qos1_lost += max(0.0, fitted.get("acknowledged_lost_residual_per_event") or 0.0) \
                     * entry.affected * spec.clients.subscriber_fraction / subs
             entries.append(entry)
         if fitted is not None and not mechanism:
