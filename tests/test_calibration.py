@@ -281,4 +281,4 @@ def test_a_late_seen_store_leader_yields_to_the_clients_bracket() -> None:
     assert _store_down_s(run)[0] == pytest.approx(origin["roles_elected_s"]["$MQTT_sess"]
                                                   - ROLES_POLL_S / 2)
     late = {**run, "origin": {**origin, "roles_elected_s": {"$MQTT_sess": first_ok + 0.3}}}
-    assert _store_down_s(late) == (0.0, [])  # no attempt was held: back before anyone needed it
+    assert _store_down_s(late)[:2] == (0.0, [])  # no attempt was held: back before anyone needed it
