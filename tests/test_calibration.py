@@ -282,3 +282,27 @@ def test_a_late_seen_store_leader_yields_to_the_clients_bracket() -> None:
                                                   - ROLES_POLL_S / 2)
     late = {**run, "origin": {**origin, "roles_elected_s": {"$MQTT_sess": first_ok + 0.3}}}
     assert _store_down_s(late)[:2] == (0.0, [])  # no attempt was held: back before anyone needed it
+
+
+def _emqx_like(attempts: list[list], released_s: float) -> dict:
+    """A run as EMQX's hang gives it: the failed node held its clients' sessions until the
+    survivors counted it down (`sessions@emqx-a1` released), 2 of its clients measured."""
+    return {"meta": {"target": "emqx-a1", "clients": {"keepalive_s": 5}},
+            "origin": {"placement_known": True, "target_clients": 2, "lb_target_down_s": 1.0,
+                       "roles": {"sessions@emqx-a1": "emqx-a1", "sessions@emqx-a2": "emqx-a2"},
+                       "roles_elected_s": {"sessions@emqx-a1": released_s},
+                       "target_attempts": attempts}}
+
+
+def test_emqx_takeover_hold_refusals_and_release_are_counted() -> None:
+    """Before the release, CONNECTs that ran to the client's timeout (held past its patience),
+    later ones refused at once (0x88), one held across the release and kept; then success."""
+    run = _emqx_like([[2, False, 5.2], [2, False, 5.2], [9, False, 0.0], [9, False, 5.2],
+                      [14, False, 5.2], [20, True, 0.0], [20, True, 0.0]], released_s=18.1)
+    down, held, outlasted, refused, later, dropped, across = _store_down_s(run)
+    assert down == pytest.approx(18.1 - ROLES_POLL_S / 2)
+    assert (held, outlasted, refused, later, dropped, across) == ([], 4, 1, 3, 0, 1)
+    # the same, but the held CONNECT ends within a second of the release: dropped then
+    dropped_run = _emqx_like([[2, False, 5.2], [2, False, 5.2], [14, False, 4.3],
+                              [20, True, 0.0], [20, True, 0.0]], released_s=18.1)
+    assert _store_down_s(dropped_run)[5:] == (1, 1)
