@@ -7,9 +7,11 @@ number of workers or on which executor (process pool, dask.distributed) ran it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +21,28 @@ from sim.longrun import ReplicationResult, run_replication
 from sim.spec import Spec
 
 Worker = Callable[[Spec, int], ReplicationResult]
+
+
+class RunError(RuntimeError):
+    """A replication could not be run (its worker died); one line."""
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C and SIGTERM to the parent, which stops them: a terminal's Ctrl-C
+    reaches the whole process group, and workers dying on their own give tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and end the workers now (shutdown alone waits for running work)."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=2)
 
 
 def replicate(spec: Spec, index: int) -> ReplicationResult:
@@ -71,7 +95,8 @@ def run(
         progress = sys.stderr.isatty()
     own = None
     if executor is None and (workers or os.cpu_count() or 1) > 1:
-        own = executor = ProcessPoolExecutor(max_workers=workers or os.cpu_count())
+        own = executor = ProcessPoolExecutor(max_workers=workers or os.cpu_count(),
+                                             initializer=_ignore_interrupts)
     results: list[ReplicationResult] = []
     stopped_by = "replications"
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
@@ -94,6 +119,11 @@ def run(
                 more = min(len(results), max_replications - len(results))
                 batch = range(len(results), len(results) + more)
                 bar.update(task, total=len(results) + more)
+    except BaseException:  # Ctrl-C, SIGTERM, a dead worker: no replication may outlive the run
+        if own is not None:
+            stop_pool(own)
+            own = None
+        raise
     finally:
         if own is not None:
             own.shutdown()
@@ -109,7 +139,16 @@ def _map(executor, worker, spec, indices, tick) -> list[ReplicationResult]:
         return out
     futures = [executor.submit(worker, spec, i) for i in indices]
     out = []
-    for f in futures:  # in index order: the result never depends on completion order
-        out.append(f.result())
-        tick()
+    try:
+        for i, f in zip(indices, futures, strict=True):  # in index order: never completion order
+            try:
+                out.append(f.result())
+            except BrokenProcessPool:
+                raise RunError(f"replication {i}: its worker process died (killed, or out of "
+                               "memory)") from None
+            tick()
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
     return out

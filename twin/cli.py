@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -69,7 +72,8 @@ def _executor(args: argparse.Namespace):
         raise UsageError("--dask: dask.distributed is not installed (pip install 'mqtt-ha-twin[dask]')") from None
     if args.dask == "local":
         client = Client(LocalCluster(n_workers=args.workers or 2, threads_per_worker=1,
-                                     processes=True, dashboard_address=None))
+                                     processes=True, dashboard_address=None,
+                                     silence_logs=logging.ERROR))
     else:
         client = Client(args.dask)
     return client.get_executor(), client
@@ -81,13 +85,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from sim.report import markdown, print_report
 
     spec = _with_overrides(load_spec(args.spec), args)
+    for out in (args.json, args.markdown):  # refuse before the work, not after it
+        if out:
+            _check_writable(Path(out))
+    if args.plots:
+        _check_writable(Path(args.plots) / "probe.png")
     executor, client = _executor(args)
     try:
         outcome = run(spec, executor=executor, workers=args.workers, precision=args.precision,
                       max_replications=args.max_replications)
     finally:
         if client is not None:
-            client.close()
+            cluster = getattr(client, "cluster", None) if args.dask == "local" else None
+            client.close(timeout=2)
+            if cluster is not None:
+                cluster.close(timeout=2)
     summary = summarise(spec, outcome.results, outcome.stopped_by)
     print_report(summary)
     if args.json:
@@ -100,6 +112,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for path in write_plots(summary, outcome.results, Path(args.plots)):
             print(f"plot: {path}")
     return 0
+
+
+def _check_writable(path: Path) -> None:
+    """The file (or the folder it goes in) can be written: created if missing, never emptied."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"{path}: cannot write ({err.strerror})") from None
+    target = path if path.exists() else path.parent
+    if path.is_dir() or not os.access(target, os.W_OK):
+        raise UsageError(f"{path}: cannot write (not a writable file)")
 
 
 def _write(path: Path, text: str) -> None:
@@ -435,16 +458,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that `finally` blocks run (pools, lab faults)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    from sim.montecarlo import RunError
+
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except (SpecError, UsageError) as err:
         print(f"twin: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except RunError as err:
+        print(f"twin: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("twin: interrupted", file=sys.stderr)
+        print("twin: interrupted (Ctrl-C); stopped", file=sys.stderr)
         return 130
+    except Terminated:
+        print("twin: terminated (SIGTERM); stopped", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # output piped into `head`: not an error worth a traceback
         sys.stdout = None  # type: ignore[assignment]
         return 0

@@ -1,0 +1,79 @@
+"""Ctrl-C and SIGTERM stop a real `twin simulate` within 2 s and leave no worker behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_a_pooled_run_and_its_workers(sig: int, code: int) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twin.cli", "simulate", "models/renata-reference.toml",
+         "--years", "200000", "--replications", "8", "--workers", "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while len(workers) < 2:  # the pool's workers are running replications
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no workers started"
+        time.sleep(0.2)
+        workers = [c for c in _children(proc.pid) if "python" in Path(f"/proc/{c}/cmdline")
+                   .read_bytes().decode(errors="replace")]
+    time.sleep(1.0)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        rc = proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    took = time.monotonic() - sent
+    err = proc.stderr.read().strip().splitlines()
+    print(f"signal {sig}: exit {rc} after {took:.2f} s; stderr {err}")
+    assert rc == code and took < 2.0
+    assert len(err) == 1 and err[0].startswith("twin: ") and "Traceback" not in err[0]
+    time.sleep(0.5)
+    assert not [w for w in workers if _alive(w)]  # no worker outlived the run
+
+
+def test_a_killed_worker_gives_one_line_naming_the_replication() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twin.cli", "simulate", "models/renata-reference.toml",
+         "--years", "200000", "--replications", "8", "--workers", "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (workers := _children(proc.pid)):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.kill(workers[0], signal.SIGKILL)
+    try:
+        rc = proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    err = proc.stderr.read().strip().splitlines()
+    print(rc, err)
+    assert rc == 1 and len(err) == 1
+    assert err[0].startswith("twin: replication ") and "worker process died" in err[0]
