@@ -33,6 +33,19 @@ class _DistBase(BaseModel):
     def mean_seconds(self) -> float:
         return float(self.frozen().mean())
 
+    @model_validator(mode="after")
+    def _finite_moments(self) -> _DistBase:
+        """A distribution whose mean or spread overflows cannot be simulated: refuse it here."""
+        d = self.frozen()  # a missing parameter says so itself
+        try:
+            mean, var = float(d.mean()), float(d.var())
+        except (OverflowError, ValueError, ZeroDivisionError):
+            raise ValueError("its mean or variance cannot be computed (overflow)") from None
+        if not (math.isfinite(mean) and math.isfinite(var)) or mean > 1e12:
+            raise ValueError(f"mean {mean:.3g} s or variance {var:.3g} is not a finite, "
+                             "plausible time (at most 1e12 s)")
+        return self
+
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -53,7 +66,8 @@ class Exponential(_DistBase):
 
 class Weibull(_DistBase):
     dist: Literal["weibull"]
-    shape: PosFloat
+    shape: Annotated[float, Field(ge=0.05, le=100, allow_inf_nan=False,
+                                  description="below 0.05 the mean overflows")]
     mean_s: PosFloat | None = None
     mean_hours: PosFloat | None = None
     scale_s: PosFloat | None = None
@@ -73,7 +87,8 @@ class Weibull(_DistBase):
 
 class Lognormal(_DistBase):
     dist: Literal["lognormal"]
-    sigma: PosFloat
+    sigma: Annotated[float, Field(gt=0, le=5, allow_inf_nan=False,
+                                  description="above 5 the mean is e^12.5 x the median")]
     median_s: PosFloat | None = None
     median_hours: PosFloat | None = None
     mean_s: PosFloat | None = None

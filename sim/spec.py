@@ -28,7 +28,8 @@ class SpecError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `nodes = true` is not 1 and "3" is not 3 (an int still counts as a float)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Meta(_Model):
@@ -43,7 +44,8 @@ class Targets(_Model):
 
 
 class Simulation(_Model):
-    years: PosFloat = 1000
+    years: Annotated[float, Field(ge=1, le=1e9, allow_inf_nan=False,
+                                  description="per replication; downtime per year needs whole years")] = 1000
     replications: Annotated[int, Field(ge=2, le=100_000)] = 20
     seed: Annotated[int, Field(ge=0)] = 1
 
@@ -152,7 +154,8 @@ class Reconnect(_Model):
 
 class Clients(_Model):
     count: Annotated[int, Field(ge=0, le=100_000_000)] = 0
-    keepalive_s: PosFloat = 60
+    keepalive_s: Annotated[float, Field(gt=0, le=65535, allow_inf_nan=False,
+                                        description="MQTT allows at most 65535 s")] = 60
     qos: Literal[0, 1, 2] = 1
     publish_per_s: NonNegFloat = 0.0
     subscriber_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
@@ -325,6 +328,8 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except OSError as err:
         raise SpecError(f"{path}: cannot read ({err.strerror})") from None
     try:
@@ -365,5 +370,59 @@ def load_spec(path: str | Path) -> Spec:
         if not target.is_file():
             raise SpecError(f"{path}: calibration.file = {spec.calibration.file!r}: no such file "
                             f"({target})")
+        check_calibration_file(target, f"{path}: calibration.file = {spec.calibration.file!r}")
         spec = spec.model_copy(update={"calibration": spec.calibration.model_copy(update={"file": str(target)})})
+    check_size(spec, str(path))
     return spec
+
+
+CALIBRATION_KEYS = ("client_outage_s", "session_present_ratio", "acknowledged_lost_per_event",
+                    "duplicates_per_event", "mechanism")
+
+
+def check_calibration_file(path: Path, where: str) -> None:
+    """A calibration file `simulate` can use: JSON with `modes`, each with what the pools read."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise SpecError(f"{where}: not a calibration file ({type(err).__name__}: {err})"[:300]) \
+            from None
+    modes = data.get("modes") if isinstance(data, dict) else None
+    if not isinstance(modes, dict) or not modes:
+        raise SpecError(f"{where}: not a calibration file (no 'modes'; make one with twin calibrate)")
+    for mode, m in modes.items():
+        missing = [k for k in CALIBRATION_KEYS if not isinstance(m, dict) or k not in m]
+        if missing:
+            raise SpecError(f"{where}: modes.{mode} lacks {', '.join(missing)} (remake it with "
+                            "twin calibrate)")
+
+
+MAX_EVENTS = 1e8  # events a run may simulate: the reference's 2e6 take 45 s on 2 cores
+
+
+def expected_events(spec: Spec) -> float:
+    """Node, LB and region events the run will simulate, from the failure rates (each event is a
+    failure and a repair)."""
+    rate = 0.0  # failures per simulated second, whole system
+    nodes = sum(spec.region_sizes())
+    for mode in spec.node.failure.modes().values():
+        rate += nodes / max(mode.mttf_s(), 1e-300)
+    extra = [spec.lb.failure if spec.lb else None] + [r.outage for r in spec.regions]
+    for f in extra:
+        if f is not None:
+            rate += 1 / max(f.mttf_s(), 1e-300)
+    sim = spec.simulation
+    return 2 * rate * YEAR_S * sim.years * sim.replications
+
+
+def check_size(spec: Spec, where: str) -> None:
+    """Refuse, before any work, a run that would not end in reasonable time."""
+    events = expected_events(spec)
+    if events > MAX_EVENTS:
+        sim = spec.simulation
+        raise SpecError(f"{where}: about {events:.3g} events to simulate ({sim.years:g} years x "
+                        f"{sim.replications} replications); at most {MAX_EVENTS:.0e} (about 40 min on "
+                        "2 cores) are run: lower simulation.years or replications (--years), or check "
+                        "the failure rates")

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from dataclasses import replace
@@ -17,7 +18,7 @@ from typing import NoReturn
 
 from rich.console import Console
 
-from sim.spec import Spec, SpecError, load_spec
+from sim.spec import Spec, SpecError, check_size, load_spec
 
 EXIT_USAGE = 2
 
@@ -60,12 +61,26 @@ def _with_overrides(spec: Spec, args: argparse.Namespace) -> Spec:
         return spec
     if update.get("replications", 2) < 2:
         raise UsageError("--replications: must be >= 2 for a confidence interval")
-    return spec.model_copy(update={"simulation": spec.simulation.model_copy(update=update)})
+    from pydantic import ValidationError
+
+    from sim.spec import Simulation
+
+    try:
+        simulation = Simulation.model_validate({**spec.simulation.model_dump(), **update})
+    except ValidationError as err:
+        e = err.errors(include_url=False)[0]
+        raise UsageError(f"--{e['loc'][0]} = {e['input']!r}: {e['msg'].lower()}") from None
+    spec = spec.model_copy(update={"simulation": simulation})
+    check_size(spec, args.spec)
+    return spec
 
 
 def _executor(args: argparse.Namespace):
     if not getattr(args, "dask", None):
         return None, None
+    if args.dask != "local" and not re.fullmatch(r"(tcp|tls)://[^:/\s]+:\d{1,5}", args.dask):
+        raise UsageError(f"--dask = {args.dask!r}: allowed 'local' or a scheduler address "
+                         "tcp://HOST:PORT")
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -75,7 +90,11 @@ def _executor(args: argparse.Namespace):
                                      processes=True, dashboard_address=None,
                                      silence_logs=logging.ERROR))
     else:
-        client = Client(args.dask)
+        try:
+            client = Client(args.dask, timeout=5)
+        except (OSError, TimeoutError) as err:
+            raise UsageError(f"--dask = {args.dask!r}: no scheduler answered within 5 s "
+                             f"({type(err).__name__})") from None
     return client.get_executor(), client
 
 
@@ -85,6 +104,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from sim.report import markdown, print_report
 
     spec = _with_overrides(load_spec(args.spec), args)
+    if args.precision is not None and not args.precision < 1:
+        raise UsageError(f"--precision = {args.precision}: a relative half-width in (0, 1), "
+                         "e.g. 0.05")
     for out in (args.json, args.markdown):  # refuse before the work, not after it
         if out:
             _check_writable(Path(out))
