@@ -173,6 +173,14 @@ def calibrate(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
         if not store["held_s"] and store["wait_s"] is not None and held:
             store["wait_s"], store["wait_from"] = float(np.median(held)), "other modes"
         del store["held_s"]
+    # EMQX releases a silent node's sessions when Erlang's failure detector declares it down: the
+    # same detector for a hang and a partition, so their windows are one sample
+    silent = {mode: m for mode, m in modes.items() if mode in ("hang", "partition")
+              and m["mechanism"]["session_store"]["role"].startswith(EMQX_SESSIONS_ROLE)}
+    pooled = sorted(w for m in silent.values()
+                    for w in m["mechanism"]["session_store"]["down_s"]["leader_lost"])
+    for m in silent.values():
+        m["mechanism"]["session_store"]["release_pooled_s"] = pooled
     for mode, m in modes.items():
         m["acknowledged_lost_residual_per_event"] = _loss_residual(by_mode[mode], m)
     metas = [r["meta"] for r in results]
@@ -295,13 +303,19 @@ def _store_down_s(r: dict[str, Any]) -> tuple[float, list[float], int, int, int]
     first_ok = min((a for a, ok, _ in attempts if ok), default=None)
     # A poll can come late (a slow /jsz): a session opened before the leader was "seen" means
     # the watcher was late, and the clients' bracket is the better measure.
+    blocked = [a for a, ok, _ in attempts if not ok and first_ok is not None and a < first_ok]
     if elected is not None and (first_ok is None or elected - ROLES_POLL_S / 2 <= first_ok):
         down = elected - ROLES_POLL_S / 2
+    elif not held and elected is not None and blocked:
+        # seen late, but clients were kept out until the first CONNACK (EMQX: held past them)
+        down = min(a + d for a, ok, d in attempts if ok)
     elif not held:
         down = 0.0
     else:
         lower = max(a for a, _ in held)
         down = (lower + min((a for a, ok, _ in attempts if ok and a > lower), default=lower)) / 2
+    # a CONNECT dropped within a second after the release ended with it, not after a hold
+    held = [(a, d) for a, d in held if not down < a + d <= down + 1.0]
     before = [(a, ok, d) for a, ok, d in attempts if a < down and not ok]
     outlasted = sum(1 for _, _, d in before if d >= CLIENT_GAVE_UP * wait)
     refused = sum(1 for _, _, d in before if d < REFUSED_S)
@@ -349,7 +363,7 @@ def _session_store(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"role": runs and _store_role(runs[0]) or SESSION_STORE_ROLE, "down_s": groups,
             "wait_s": wait, "wait_from": "this mode", "held_s": waits,
             "refuse_p": refused / later if later else 0.0,
-            "release_drops": dropped > across / 2,
+            "release_drop_p": dropped / across if across else 0.0,
             "attempts": {"outlasted_client": outlasted, "refused": refused, "later": later,
                          "held_across_release": across, "dropped_at_release": dropped}}
 
@@ -404,11 +418,15 @@ def _own_phase(meta: dict[str, Any]) -> bool:
 
 def _client_timeout(meta: dict[str, Any], mech: dict[str, Any], rng: np.random.Generator
                     ) -> float:
-    """How long this run's clients wait for a CONNACK: one keepalive (each client's own tick is
-    drawn by the model); in older runs checked on one tick shared by all clients of the run;
-    else as measured."""
+    """How long this run's clients wait for a CONNACK: one keepalive plus the lag the
+    calibration runs showed beyond the timer's own tick (each client's tick is drawn by the
+    model: a give-up lands at keepalive + U(0, tick) + lag); in older runs checked on one tick
+    shared by all clients of the run; else as measured."""
     if _own_phase(meta):
-        return meta["clients"]["keepalive_s"]
+        keep, tick = meta["clients"]["keepalive_s"], meta.get("client_timer_tick_s") or 0.0
+        timer = mech.get("connack_wait_s")
+        lag = max(0.0, timer["median"] - keep - tick / 2) if timer else 0.0
+        return keep + lag
     tick = meta.get("client_timer_tick_s")
     if tick is not None:
         return meta["clients"]["keepalive_s"] + float(rng.uniform(0, tick))
@@ -429,6 +447,30 @@ def _windows_for(down_s: dict[str, list[float]], lost_leader: bool | None) -> li
     return [w for ws in down_s.values() for w in ws]
 
 
+def _released_at(r: dict[str, Any]) -> float | None:
+    """On EMQX, when the run's survivors counted the failed node down (measured, like the LB's
+    timing): given to the replay, so that it tests what clients do around it; how that moment
+    varies is checked apart (validate's `release_s`)."""
+    role = _store_role(r) if _origin(r) else None
+    if not role or not role.startswith(EMQX_SESSIONS_ROLE):
+        return None
+    return _store_down_s(r)[0]
+
+
+def _release_check(held_out: list[float], fitted: dict[str, Any]) -> dict[str, Any] | None:
+    """The held-out runs' release times against the calibration's (the replay took each run's
+    own): the share of held-out windows inside the calibration's range widened by a quarter tick
+    (Erlang's detector fires within one tick interval, a quarter of the tick time)."""
+    store = fitted["mechanism"].get("session_store") or {}
+    cal = store.get("release_pooled_s") or [w for ws in store.get("down_s", {}).values() for w in ws]
+    if not held_out or not cal:
+        return None
+    slack = (fitted.get("lab_dist_net_ticktime_s") or 0.0) / 4
+    lo, hi = min(cal) - slack, max(cal) + slack
+    inside = float(np.mean([lo <= w <= hi for w in held_out]))
+    return {"held_out": held_out, "calibration": cal, "range": [lo, hi], "inside": inside}
+
+
 def _wait(store: dict[str, Any]) -> float:
     """How long a survivor holds a CONNECT while the store is down (None: past any client)."""
     return float("inf") if store.get("wait_s", 0.0) is None else float(store.get("wait_s", 0.0))
@@ -447,7 +489,8 @@ def _lb_down_at(r: dict[str, Any]) -> float | None:
 
 def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generator,
            reps: int = REPLAYS, lost_leader: bool | None = None,
-           lb_down_at_s: float | None = None) -> dict[str, Any]:
+           lb_down_at_s: float | None = None, released_at_s: float | None = None
+           ) -> dict[str, Any]:
     """Replay one lab run `reps` times: the failed node's clients' outages from their
     disconnect (as the lab measures them), sessions present, expected loss. The run's state at
     the fault is given, not redrawn: whether the failed node led the session store, and when the
@@ -456,13 +499,14 @@ def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generato
     mech = fitted["mechanism"]
     sc = replace(replay_scenario(meta), lb_down_at_s=lb_down_at_s)
     store = mech.get("session_store") or {"down_s": {}, "wait_s": 0.0}
-    windows = _windows_for(store["down_s"], lost_leader)
+    windows = [released_at_s] if released_at_s is not None else \
+        store.get("release_pooled_s") or _windows_for(store["down_s"], lost_leader)
     outages, present, lost, dup = [], [], [], []
     for _ in range(reps):
         w = float(rng.choice(windows)) if windows else 0.0
         r = simulate(replace(sc, session_store_down_s=w, session_store_wait_s=_wait(store),
                              session_store_refuse_p=store.get("refuse_p", 0.0),
-                             session_store_release_drops=store.get("release_drops", False),
+                             session_store_release_drop_p=store.get("release_drop_p", 0.0),
                              connect_timeout_s=_client_timeout(meta, mech, rng)), rng)
         n = len(r.outage_s)
         # the client's own overhead comes with every attempt it makes
@@ -532,8 +576,9 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
                                    else "not a node fault")
             skipped.append({"run": meta["source_file"], "why": why if len(lab) else "no outages"})
             continue
+        released = _released_at(r)
         sim = replay(meta, fitted, rng, reps, _leader_lost(r) if _origin(r) else None,
-                     _lb_down_at(r))
+                     _lb_down_at(r), released)
         o = _origin(r)
         coll = fitted["collateral"]
         others = (meta["clients"]["subscribers"] + meta["clients"]["publishers"]
@@ -551,7 +596,9 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
             "lab_outages": lab.tolist(),
         }
         runs.append(row)
-        p = pooled.setdefault(mode, {"lab": [], "sim": [], "runs": []})
+        p = pooled.setdefault(mode, {"lab": [], "sim": [], "runs": [], "released": []})
+        if released is not None:
+            p["released"].append(released)
         p["lab"].append(lab)
         p["sim"].append(sim["outages"])
         p["runs"].append(meta["source_file"])
@@ -560,7 +607,8 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
     by_mode = {mode: {"runs": len(p["runs"]),
                       **_compare(np.concatenate(p["lab"]), np.concatenate(p["sim"])),
                       "ks_half_of_runs": ks_over_runs(p["lab"], p["sim"], seed),
-                      "sim_outages": np.concatenate(p["sim"]).tolist()}
+                      "sim_outages": np.concatenate(p["sim"]).tolist(),
+                      "release_s": _release_check(p["released"], calibration["modes"][mode])}
                for mode, p in sorted(pooled.items())}
     return {"runs": runs, "modes": by_mode, "skipped": skipped,
             "calibration": calibration.get("name"), "seed": seed, "replays_per_run": reps}

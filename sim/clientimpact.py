@@ -163,14 +163,14 @@ def mechanism_scenario(spec: Spec, sc: Scenario, fitted: dict, rng: np.random.Ge
 
     mech = fitted["mechanism"]
     store = mech.get("session_store") or {"down_s": {}, "wait_s": 0.0}
-    windows = [w for ws in store["down_s"].values() for w in ws]
+    windows = store.get("release_pooled_s") or [w for ws in store["down_s"].values() for w in ws]
     lab_tick = fitted.get("lab_dist_net_ticktime_s")
     scale = spec.cluster.dist_net_ticktime_s / lab_tick if lab_tick and sc.mode in SILENT else 1.0
     latency = mech.get("connack_latency_s") or {}
     return replace(sc, session_store_down_s=float(rng.choice(windows)) * scale if windows else 0.0,
                    session_store_wait_s=_wait(store),
                    session_store_refuse_p=store.get("refuse_p", 0.0),
-                   session_store_release_drops=store.get("release_drops", False),
+                   session_store_release_drop_p=store.get("release_drop_p", 0.0),
                    connack_latency_s=float(latency.get("median", 0.0)))
 
 

@@ -22,8 +22,9 @@ Semantics shared by both models (each is an assumption stated once, here):
 * until `session_store_down_s` (a replicated session store electing a new leader; on EMQX, the
   cluster declaring a silent node down, whose sessions a survivor must take over) a survivor
   holds a CONNECT for up to `session_store_wait_s` and then drops it, even if the store came
-  back meanwhile (or, with `session_store_release_drops`, drops it when the store comes back:
-  EMQX after a partition); the client gives up first when its connect timeout is shorter. A client's
+  back meanwhile (or, with probability `session_store_release_drop_p`, drops it when the store
+  comes back: EMQX after a partition); the client gives up first when its connect timeout is
+  shorter. A client's
   later CONNECTs in that time are refused at once with probability `session_store_refuse_p`
   (EMQX answered 0x88 "server unavailable" to ~half of them: a previous attempt's takeover
   still holds the client id's lock).
@@ -92,7 +93,7 @@ class Scenario:
     session_store_down_s: float = 0.0
     session_store_wait_s: float = 0.0
     session_store_refuse_p: float = 0.0
-    session_store_release_drops: bool = False
+    session_store_release_drop_p: float = 0.0
     timer_tick_s: float = 0.0  # the client checks its timers this often: a timeout fires up to a tick late
     lb_down_at_s: float | None = None  # when the LB took the failed nodes out, if measured (a lab replay)
 
@@ -319,8 +320,9 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
                 refused = held_once[idx[hs]] & (rng.random(len(hs)) < sc.session_store_refuse_p) \
                     if sc.session_store_refuse_p else np.zeros(len(hs), dtype=bool)
                 end = aj[held] + np.minimum(sc.session_store_wait_s, timeout[hs])
-                if sc.session_store_release_drops:
-                    end = np.minimum(end, sc.session_store_down_s)
+                if sc.session_store_release_drop_p:
+                    drop = rng.random(len(hs)) < sc.session_store_release_drop_p
+                    end = np.where(drop, np.minimum(end, sc.session_store_down_s), end)
                 fail_t[hs] = np.where(refused, aj[held], end)
                 held_once[idx[hs]] = True
                 sel, aj = sel[~held], aj[~held]

@@ -107,7 +107,7 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                 if refused:
                     continue
                 hold = min(sc.session_store_wait_s, timeout)
-                if sc.session_store_release_drops:
+                if sc.session_store_release_drop_p and rng.random() < sc.session_store_release_drop_p:
                     hold = min(hold, sc.session_store_down_s - a)
                 pending[j] += 1
                 yield env.timeout(hold)

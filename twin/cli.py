@@ -305,9 +305,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         store = mech["session_store"]
         windows = "; ".join(f"{k.replace('_', ' ')} {', '.join(f'{w:.1f}' for w in v)} s"
                             for k, v in store["down_s"].items() if v)
+        held = "longer than the clients waited" if store["wait_s"] is None \
+            else f"{store['wait_s']:.1f} s"
         print(f"  survivors could not open sessions for (per run): {windows or 'no run'}; "
-              f"they held a CONNECT {store['wait_s']:.1f} s meanwhile"
-              + (" (measured in other modes)" if store.get("wait_from") == "other modes" else ""))
+              f"they held a CONNECT {held} meanwhile"
+              + (" (measured in other modes)" if store.get("wait_from") == "other modes" else "")
+              + f", refused {store.get('refuse_p', 0.0) * 100:.0f} % of a client's later ones"
+              + (f", dropped {store['release_drop_p'] * 100:.0f} % of those still held when the "
+                 "node counted as down" if store.get("release_drop_p") else ""))
     if out["provenance"]["standin"]:
         print("provenance: stand-in broker (NATS), not EMQX")
     return 0
