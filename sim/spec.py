@@ -336,6 +336,9 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: not valid TOML: {err}") from None
+    cal = data.get("calibration")
+    if isinstance(cal, dict) and isinstance(cal.get("file"), str) and cal["file"]:
+        cal["file"] = str((path.parent / cal["file"]).resolve())  # relative to the file naming it
     base_name = data.pop("extends", None)
     unset = data.pop("unset", [])
     if base_name is None:
