@@ -30,6 +30,39 @@ def _stat(x: np.ndarray) -> dict[str, Any]:
     return {"mean": mean, "ci95": [lo, hi]}
 
 
+MIN_EVENTS = 10  # fewer outages than this: a t-interval over replications is not evidence
+
+
+def exposure_interval(events: int, years: float, mean_outage_s: float) -> tuple[float, float]:
+    """95 % interval on availability from the exposure: an exact Poisson interval on the outage
+    rate (k events in `years`) times the mean outage duration."""
+    lam_hi = stats.chi2.ppf(0.975, 2 * events + 2) / 2 / years
+    lam_lo = stats.chi2.ppf(0.025, 2 * events) / 2 / years if events else 0.0
+    return (1.0 - lam_hi * mean_outage_s / YEAR_S, 1.0 - lam_lo * mean_outage_s / YEAR_S)
+
+
+def worst_mean_repair_s(spec: Spec) -> float:
+    """The slowest mean repair of any failure mode: the outage length assumed when none was seen."""
+    modes = list(spec.node.failure.modes().values())
+    modes += [spec.lb.failure] if spec.lb and spec.lb.failure else []
+    modes += [r.outage for r in spec.regions if r.outage]
+    return max((m.mttr_s() for m in modes), default=0.0)
+
+
+def _honest(stat: dict[str, Any], events: int, years: float, mean_outage_s: float,
+            what: str) -> dict[str, Any]:
+    """The t-interval when enough outages back it; else the exposure interval (never zero width
+    when nothing was seen). Says which."""
+    lo, hi = stat["ci95"]
+    if events >= MIN_EVENTS and hi > lo:
+        return {**stat, "interval": f"Student t over replications ({events} {what})"}
+    elo, ehi = exposure_interval(events, years, mean_outage_s)
+    return {**stat, "ci95": [max(0.0, elo), min(1.0, max(ehi, stat["mean"]))],
+            "interval": f"Poisson exposure bound: {events} {what} in {years:g} simulated years, "
+                        f"x outage {mean_outage_s:.0f} s (the larger of their mean and the "
+                        "slowest mean repair: few outages do not measure their length)"}
+
+
 def _percentiles(x: list[float] | np.ndarray) -> dict[str, Any]:
     x = np.asarray(x, dtype=float)
     if x.size == 0:
@@ -78,6 +111,12 @@ def summarise(spec: Spec, results: list[ReplicationResult], stopped_by: str = "r
     events = {c: sum(r.events_by_cause.get(c, 0) for r in results) / years_total
               for c in event_causes}
     failover = _merge_failover(results) or outages
+    weighted = [o[1] * o[2] for r in results for o in r.outages]
+    n_out = len(weighted)
+    mean_out = max(float(np.mean(weighted)) if weighted else 0.0, worst_mean_repair_s(spec))
+    n_node = sum(n for c, n in events.items() if c.startswith("node.")) * years_total
+    n_node = int(round(n_node))
+    mean_node = worst_mean_repair_s(spec)
 
     out: dict[str, Any] = {
         "tool": {"name": "mqtt-ha-twin", "version": __version__},
@@ -86,9 +125,10 @@ def summarise(spec: Spec, results: list[ReplicationResult], stopped_by: str = "r
         "stopped_by": stopped_by,
         "years_per_replication": spec.simulation.years,
         "availability": {
-            "service": _stat(service),
-            "client_weighted": _stat(client),
-            "message": _stat(message),
+            "service": _honest(_stat(service), n_out, years_total, mean_out, "service outages"),
+            "client_weighted": _honest(_stat(client), n_node, years_total, mean_node,
+                                       "node events"),
+            "message": _honest(_stat(message), n_node, years_total, mean_node, "node events"),
         },
         "downtime_minutes_per_year": downtime,
         "downtime_minutes_per_year_by_cause": by_cause,
@@ -134,17 +174,25 @@ def _merge_extra(results: list[ReplicationResult]) -> dict[str, Any]:
 
 
 def judge(spec: Spec, out: dict[str, Any]) -> dict[str, Any]:
-    """Pass/fail per target. RTO and RPO are judged on the 99th percentile of events."""
+    """Pass / fail / not shown per target: an availability passes only when its whole 95 %
+    interval clears the target, fails when the whole interval misses it, and is otherwise not
+    shown, with the simulated years it would take. RTO and RPO are judged on the 99th percentile
+    of events."""
     t = spec.targets
     verdicts: dict[str, Any] = {}
     if t.availability is not None:
+        years = out["replications"] * out["years_per_replication"]
         for kind in ("service", "client_weighted", "message"):
             a = out["availability"][kind]
-            verdicts[f"availability.{kind}"] = {
-                "target": t.availability, "value": a["mean"], "ci95": a["ci95"],
-                "pass": a["ci95"][0] >= t.availability,
-                "basis": "lower end of the 95 % CI must reach the target",
-            }
+            lo, hi = a["ci95"]
+            verdict = "pass" if lo >= t.availability else "fail" if hi < t.availability \
+                else "not_shown"
+            v = {"target": t.availability, "value": a["mean"], "ci95": a["ci95"],
+                 "pass": verdict == "pass", "verdict": verdict, "interval": a.get("interval"),
+                 "basis": "the whole 95 % interval must clear the target"}
+            if verdict == "not_shown":
+                v["more_years"] = _years_to_show(a["mean"], lo, hi, t.availability, years)
+            verdicts[f"availability.{kind}"] = v
     if t.rto_minutes is not None:
         verdicts["rto_minutes"] = _p99_verdict(t.rto_minutes, out["rto_seconds"],
                                                "p99 of service outage durations")
@@ -152,6 +200,16 @@ def judge(spec: Spec, out: dict[str, Any]) -> dict[str, Any]:
         verdicts["rpo_minutes"] = _p99_verdict(t.rpo_minutes, out["rpo_seconds"],
                                                "p99 of data age lost per DR fail-over")
     return verdicts
+
+
+def _years_to_show(mean: float, lo: float, hi: float, target: float, years: float
+                   ) -> float | None:
+    """Simulated years to add before the interval can clear the target on the side its mean is
+    on, if the mean holds (the half-width shrinks as 1/sqrt(years)); None when mean == target."""
+    gap, half = abs(mean - target), (mean - lo) if mean >= target else (hi - mean)
+    if gap == 0:
+        return None
+    return float(years * max(0.0, (half / gap) ** 2 - 1.0))
 
 
 def _p99_verdict(target_minutes: float, seconds: dict[str, Any], basis: str) -> dict[str, Any]:

@@ -113,6 +113,11 @@ def run(
                 if relative_half_width(results) <= precision:
                     stopped_by = "precision"
                     break
+                if not any(r.downtime_s_per_year.sum() for r in results):
+                    # nothing failed: more of the same cannot give a relative precision; the
+                    # verdict says how many years would show the target (metrics.judge)
+                    stopped_by = "no_outages"
+                    break
                 if len(results) >= max_replications:
                     stopped_by = "max_replications"
                     break

@@ -35,7 +35,11 @@ def rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         a = summary["availability"][kind]
         t = targets.get(f"availability.{kind}")
         verdict = ""
-        if t:
+        if t and t.get("verdict") == "not_shown":  # neither PASS nor FAIL: the interval spans it
+            more = t.get("more_years")
+            verdict = ("NOT SHOWN: the 95 % interval spans the target; " + (
+                f"simulate about {more:,.0f} more years" if more is not None else "more years"))
+        elif t:
             verdict = ("PASS" if t["pass"] else "FAIL") + ": " + _gap_words(a["mean"], t["target"], kind)
         out.append((f"availability ({kind.replace('_', '-')})", nines(a["mean"]),
                     f"{nines(a['ci95'][0])} .. {nines(a['ci95'][1])}",
@@ -124,6 +128,12 @@ def extra_lines(summary: dict[str, Any]) -> list[str]:
                      "the model's own transient.")
     if summary["stopped_by"] == "max_replications":
         lines.append("Stopped at --max-replications before reaching --precision.")
+    if summary["stopped_by"] == "no_outages":
+        lines.append("Stopped: no outage in any replication, so no relative precision can be "
+                     "reached; the verdicts say how many simulated years would show the target.")
+    for kind, t in summary["targets"].items():
+        if t.get("verdict") == "not_shown":
+            lines.append(f"{kind}: {t['interval']}.")
     return lines
 
 
