@@ -418,15 +418,11 @@ def _own_phase(meta: dict[str, Any]) -> bool:
 
 def _client_timeout(meta: dict[str, Any], mech: dict[str, Any], rng: np.random.Generator
                     ) -> float:
-    """How long this run's clients wait for a CONNACK: one keepalive plus the lag the
-    calibration runs showed beyond the timer's own tick (each client's tick is drawn by the
-    model: a give-up lands at keepalive + U(0, tick) + lag); in older runs checked on one tick
-    shared by all clients of the run; else as measured."""
+    """How long this run's clients wait for a CONNACK: one keepalive (each client's own tick is
+    drawn by the model); in older runs checked on one tick shared by all clients of the run;
+    else as measured."""
     if _own_phase(meta):
-        keep, tick = meta["clients"]["keepalive_s"], meta.get("client_timer_tick_s") or 0.0
-        timer = mech.get("connack_wait_s")
-        lag = max(0.0, timer["median"] - keep - tick / 2) if timer else 0.0
-        return keep + lag
+        return meta["clients"]["keepalive_s"]
     tick = meta.get("client_timer_tick_s")
     if tick is not None:
         return meta["clients"]["keepalive_s"] + float(rng.uniform(0, tick))

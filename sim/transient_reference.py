@@ -81,22 +81,26 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
     def client(i: int):
         yield env.timeout(detect[i])
         attempt, prev = 0, sc.initial_s
+        on_tick = False  # the last attempt ended by the client's own timer (client_timeouts)
         while True:
             prev = _backoff_one(sc, attempt, prev, rng)
             yield env.timeout(prev)
             attempt += 1
             rot = rotation()
             if not rot:
+                on_tick = False
                 continue
             j = pick(rot, int(site[i]))
             a = env.now
             arrivals.append((j, a))
-            timeout = float(client_timeouts(sc, 1, rng)[0])
+            timeout = float(client_timeouts(sc, 1, rng, np.array([on_tick]))[0])
+            on_tick = False
             if not healthy(j):
                 if attempts_time_out(sc):
                     pending[j] += 1
                     yield env.timeout(timeout)
                     pending[j] -= 1
+                    on_tick = True
                 continue
             if sc.max_connections is not None and counts[j] + pending[j] >= sc.max_connections:
                 continue
@@ -112,12 +116,14 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                 pending[j] += 1
                 yield env.timeout(hold)
                 pending[j] -= 1
+                on_tick = hold == timeout
                 continue
             start = env.now if rate is None else max(env.now, next_free[j])
             if rate is not None and start - env.now > sc.listen_backlog / rate:  # backlog full: SYN lost
                 pending[j] += 1
                 yield env.timeout(a + timeout - env.now)  # the client's timer
                 pending[j] -= 1
+                on_tick = True
                 continue
             if rate is not None:
                 next_free[j] = start + 1 / rate
@@ -129,6 +135,7 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
             pending[j] += 1
             yield env.timeout(a + timeout - env.now)
             pending[j] -= 1
+            on_tick = True
 
     for i in range(n):
         env.process(client(i))
