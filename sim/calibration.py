@@ -453,15 +453,17 @@ def _released_at(r: dict[str, Any]) -> float | None:
     return _store_down_s(r)[0]
 
 
-def _release_check(held_out: list[float], fitted: dict[str, Any]) -> dict[str, Any] | None:
+def _release_check(held_out: list[float], fitted: dict[str, Any], silent: bool
+                   ) -> dict[str, Any] | None:
     """The held-out runs' release times against the calibration's (the replay took each run's
-    own): the share of held-out windows inside the calibration's range widened by a quarter tick
-    (Erlang's detector fires within one tick interval, a quarter of the tick time)."""
+    own): the share of held-out windows inside the calibration's range, widened for a silent
+    failure by a quarter tick (Erlang's detector fires within one tick interval, a quarter of the
+    tick time), else by one poll of the watcher."""
     store = fitted["mechanism"].get("session_store") or {}
     cal = store.get("release_pooled_s") or [w for ws in store.get("down_s", {}).values() for w in ws]
     if not held_out or not cal:
         return None
-    slack = (fitted.get("lab_dist_net_ticktime_s") or 0.0) / 4
+    slack = (fitted.get("lab_dist_net_ticktime_s") or 0.0) / 4 if silent else ROLES_POLL_S
     lo, hi = min(cal) - slack, max(cal) + slack
     inside = float(np.mean([lo <= w <= hi for w in held_out]))
     return {"held_out": held_out, "calibration": cal, "range": [lo, hi], "inside": inside}
@@ -604,7 +606,8 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
                       **_compare(np.concatenate(p["lab"]), np.concatenate(p["sim"])),
                       "ks_half_of_runs": ks_over_runs(p["lab"], p["sim"], seed),
                       "sim_outages": np.concatenate(p["sim"]).tolist(),
-                      "release_s": _release_check(p["released"], calibration["modes"][mode])}
+                      "release_s": _release_check(p["released"], calibration["modes"][mode],
+                                                  mode in ("hang", "partition"))}
                for mode, p in sorted(pooled.items())}
     return {"runs": runs, "modes": by_mode, "skipped": skipped,
             "calibration": calibration.get("name"), "seed": seed, "replays_per_run": reps}
