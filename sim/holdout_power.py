@@ -3,8 +3,9 @@ pool of lab runs of one mode, calibrates on the one and validates on the other, 
 
     python -m sim.holdout_power RUNS_DIR... --mode partition --calibrate 4 --hold-out 4
 
-Calibration runs are drawn half with the session store's leader failed, half without (as the CI
-loop makes them). The pool is finite, so designs that use most of it look steadier than they are.
+Calibration runs are drawn half with the session store's leader failed, half without (as the
+stand-in's CI loop made them) where the pool has both kinds (EMQX's has one). The pool is
+finite, so designs that use most of it look steadier than they are.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def pass_rate(pool: list[dict], mode: str, n_cal: int, n_held: int, draws: int, 
         order = rng.permutation(len(pool))
         lost = [i for i in order if _leader_lost(pool[i])]
         kept = [i for i in order if not _leader_lost(pool[i])]
-        cal = lost[:n_cal // 2] + kept[:n_cal - n_cal // 2]
+        cal = lost[:n_cal // 2] + kept[:n_cal - n_cal // 2] if lost and kept else order[:n_cal].tolist()
         held = [i for i in order if i not in cal][:n_held]
         fitted = calibrate([pool[i] for i in cal], "draw")
         ks.append(validate([pool[i] for i in held], fitted, seed=t, reps=reps)["modes"][mode]

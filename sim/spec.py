@@ -44,8 +44,8 @@ class Targets(_Model):
 
 
 class Simulation(_Model):
-    years: Annotated[float, Field(ge=1, le=1e9, allow_inf_nan=False,
-                                  description="per replication; downtime per year needs whole years")] = 1000
+    years: Annotated[float, Field(ge=0.001, le=1e9, allow_inf_nan=False,
+                                  description="per replication (at least 0.001: 8.8 hours)")] = 1000
     replications: Annotated[int, Field(ge=2, le=100_000)] = 20
     seed: Annotated[int, Field(ge=0)] = 1
 
@@ -56,7 +56,8 @@ class FailureMode(_Model):
     A mode's clock runs only while its component is up: it does not age while down.
     """
 
-    mtbf_hours: PosFloat | None = None
+    mtbf_hours: Annotated[float, Field(gt=0, le=1e8, allow_inf_nan=False,
+                                       description="at most 1e8 h (11,000 years)")] | None = None
     ttf: Dist | None = None
     repair: Dist
     crew: bool = Field(True, description="repair needs one of cluster.repair_crews (if > 0)")

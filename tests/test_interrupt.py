@@ -32,7 +32,7 @@ def _alive(pid: int) -> bool:
 def test_signal_stops_a_pooled_run_and_its_workers(sig: int, code: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "twin.cli", "simulate", "models/renata-reference.toml",
-         "--years", "200000", "--replications", "8", "--workers", "2"],
+         "--years", "100000", "--replications", "8", "--workers", "2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     workers: list[int] = []
@@ -61,7 +61,7 @@ def test_signal_stops_a_pooled_run_and_its_workers(sig: int, code: int) -> None:
 def test_a_killed_worker_gives_one_line_naming_the_replication() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "twin.cli", "simulate", "models/renata-reference.toml",
-         "--years", "200000", "--replications", "8", "--workers", "2"],
+         "--years", "100000", "--replications", "8", "--workers", "2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (workers := _children(proc.pid)):

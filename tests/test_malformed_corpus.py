@@ -35,7 +35,7 @@ keepalive_s = 60
 BAD_VALUES = {
     "nodes = 3": ["true", '"3"', "0", "-1", "65", "3.5", "[3]", "{ n = 3 }", "nan"],
     "min_nodes_up = 2": ["false", "0", "4", '"2"', "2.0"],
-    "years = 2": ["0", "0.5", "-3", "1e12", "inf", "nan", "true", '"2"'],
+    "years = 2": ["0", "0.0001", "-3", "1e12", "inf", "nan", "true", '"2"'],
     "replications = 2": ["1", "0", "-2", "2.5", "true", "1000000"],
     "mtbf_hours = 100": ["0", "-1", "1e-12", "inf", "nan", "true", '"100"', "[]"],
     "repair = { dist = \"exponential\", mean_s = 30 }": [
@@ -128,7 +128,7 @@ def test_non_utf8_and_directory_and_missing_file(spec_dir, capsys) -> None:
             assert code == 2 and len(err) == 1 and err[0].startswith("twin: "), (target, err)
 
 
-ARGS = [["--seed", "-5"], ["--years", "0"], ["--years", "abc"], ["--replications", "1"],
+ARGS = [["--seed", "-5"], ["--years", "0"], ["--years", "1e-9"], ["--years", "abc"], ["--replications", "1"],
         ["--workers", "0"], ["--dask", "foo"], ["--precision", "0"], ["--precision", "2"],
         ["--json", "/proc/forbidden/out.json"], ["--markdown", "/proc/forbidden/out.md"],
         ["--plots", "/proc/forbidden"], ["--max-replications", "0"], ["--years", "1e12"]]
