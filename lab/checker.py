@@ -134,15 +134,19 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
     failed_attempt: list[float] = []
     first_attempt: list[float] = []
     target_attempts: list[list] = []
+    on_target_ids = {c: k for k, c in enumerate(sorted(c for c in events_by_client
+                                                        if placement.get(c) == target))}
     for client, evs in events_by_client.items():
         on_target = placement.get(client) == target
         tries = sorted(t for t in attempts.get(client, []) if t >= fault_start)
-        if on_target:  # each attempt of its first outage: [start after the fault, CONNACK?, s]
+        if on_target:  # each attempt of its first outage: [start after the fault, CONNACK?, s,
+            # which of the failed node's clients]
             back = next((t for t, ev, _sp in evs if ev == "connect" and t >= fault_start), None)
             for a in tries:
                 end = next(((t, ev) for t, ev, _sp in evs if t >= a), None)
                 if end is not None and (back is None or a <= back):
-                    target_attempts.append([a - fault_start, end[1] == "connect", end[0] - a])
+                    target_attempts.append([a - fault_start, end[1] == "connect", end[0] - a,
+                                            on_target_ids[client]])
         down_since = None
         counted = False
         for t, ev, _sp in evs:

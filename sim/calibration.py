@@ -179,8 +179,16 @@ def calibrate(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
               and m["mechanism"]["session_store"]["role"].startswith(EMQX_SESSIONS_ROLE)}
     pooled = sorted(w for m in silent.values()
                     for w in m["mechanism"]["session_store"]["down_s"]["leader_lost"])
+    # ... and the same survivors refuse CONNECTs the same way after either fault
+    shares = [x for m in silent.values() for x in m["mechanism"]["session_store"]["refuse_p_per_run"]]
+    chains = np.sum([m["mechanism"]["session_store"]["refusal_chains"] for m in silent.values()],
+                    axis=0) if silent else np.zeros(4)
     for m in silent.values():
-        m["mechanism"]["session_store"]["release_pooled_s"] = pooled
+        store = m["mechanism"]["session_store"]
+        store["release_pooled_s"] = pooled
+        store["refuse_p_per_run"] = shares
+        if chains[2:].sum():
+            store["refuse_again_p"] = float(chains[3] / chains[2:].sum())
     for mode, m in modes.items():
         m["acknowledged_lost_residual_per_event"] = _loss_residual(by_mode[mode], m)
     metas = [r["meta"] for r in results]
@@ -297,7 +305,7 @@ def _store_down_s(r: dict[str, Any]) -> tuple[float, list[float], int, int, int]
     o = _origin(r)
     after = o.get("lb_target_down_s") or 0.0  # earlier attempts may have gone to the failed node
     wait = r["meta"]["clients"]["keepalive_s"]
-    attempts = [a for a in o.get("target_attempts", []) if a[0] >= after]
+    attempts = [a[:3] for a in o.get("target_attempts", []) if a[0] >= after]
     held = [(a, d) for a, ok, d in attempts if not ok and REFUSED_S <= d < CLIENT_GAVE_UP * wait]
     elected = (o.get("roles_elected_s") or {}).get(_store_role(r) or SESSION_STORE_ROLE)
     first_ok = min((a for a, ok, _ in attempts if ok), default=None)
@@ -326,6 +334,24 @@ def _store_down_s(r: dict[str, Any]) -> tuple[float, list[float], int, int, int]
     return down, [d for _, d in held], outlasted, refused, later, dropped, len(across)
 
 
+def _refusal_chains(r: dict[str, Any], down: float) -> tuple[int, int, int, int]:
+    """Per client, before the release: after a held CONNECT, (held, refused) next; after a
+    refused one, (held, refused) next. EMQX refuses in runs: 24 % after a held attempt, 76 % after
+    a refused one (19 runs). Needs the client number of each attempt (lab runs from this date)."""
+    o = _origin(r)
+    after = o.get("lb_target_down_s") or 0.0
+    by_client: dict[int, list] = {}
+    for a in o.get("target_attempts", []):
+        if len(a) == 4 and a[0] >= after and a[0] < down and not a[1]:
+            by_client.setdefault(a[3], []).append(a)
+    counts = [0, 0, 0, 0]  # held->held, held->refused, refused->held, refused->refused
+    for seq in by_client.values():
+        kinds = ["r" if d < REFUSED_S else "h" for _, _, d, _ in sorted(seq)]
+        for prev, now in zip(kinds, kinds[1:], strict=False):
+            counts[(prev == "r") * 2 + (now == "r")] += 1
+    return counts[0], counts[1], counts[2], counts[3]
+
+
 def _store_role(r: dict[str, Any]) -> str | None:
     """The role whose loss blocks new sessions: the stand-in's session-store stream, or EMQX's
     sessions of the failed node (lab/brokers.py); None where the lab did not see roles."""
@@ -344,15 +370,24 @@ def _session_store(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """How long the survivors could not open sessions, per run, grouped by whether the failed node
     led the session store (known from the brokers' roles; unknown elsewhere); how long a survivor
     held a CONNECT (None: longer than the clients waited, as EMQX's takeover of a silent node's
-    session does); the share of a client's later CONNECTs it refused at once."""
+    session does); the share of a client's later CONNECTs it refused at once, overall and per
+    run (a replay draws one run's share: some EMQX runs refused none, others a third)."""
     groups: dict[str, list[float]] = {"leader_lost": [], "leader_kept": [], "unknown": []}
     waits: list[float] = []
     outlasted = refused = later = dropped = across = 0
+    per_run: list[float] = []  # a run's share refused after a held CONNECT (varies run to run)
+    chains = np.zeros(4, dtype=int)
     for r in runs:
         if not _origin(r):
             continue
         down, held, n_out, n_ref, n_later, n_drop, n_across = _store_down_s(r)
         waits += held
+        c = np.array(_refusal_chains(r, down))
+        chains += c
+        if c[:2].sum():
+            per_run.append(float(c[1] / c[:2].sum()))
+        elif n_later and not c.sum():  # older runs without client numbers: the flat share
+            per_run.append(n_ref / n_later)
         outlasted, refused, later = outlasted + n_out, refused + n_ref, later + n_later
         dropped, across = dropped + n_drop, across + n_across
         lost = _leader_lost(r)
@@ -363,6 +398,9 @@ def _session_store(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"role": runs and _store_role(runs[0]) or SESSION_STORE_ROLE, "down_s": groups,
             "wait_s": wait, "wait_from": "this mode", "held_s": waits,
             "refuse_p": refused / later if later else 0.0,
+            "refuse_p_per_run": per_run,
+            "refuse_again_p": float(chains[3] / chains[2:].sum()) if chains[2:].sum() else None,
+            "refusal_chains": chains.tolist(),
             "release_drop_p": dropped / across if across else 0.0,
             "attempts": {"outlasted_client": outlasted, "refused": refused, "later": later,
                          "held_across_release": across, "dropped_at_release": dropped}}
@@ -469,6 +507,17 @@ def _release_check(held_out: list[float], fitted: dict[str, Any], silent: bool
     return {"held_out": held_out, "calibration": cal, "range": [lo, hi], "inside": inside}
 
 
+def _refuse_p(store: dict[str, Any], rng: np.random.Generator) -> float:
+    """One replication's refusal share: a calibration run's own, drawn (a run-level effect)."""
+    shares = store.get("refuse_p_per_run")
+    return float(rng.choice(shares)) if shares else float(store.get("refuse_p", 0.0))
+
+
+def _refuse_again_p(store: dict[str, Any]) -> float | None:
+    """After a refusal, the next CONNECT's chance to be refused too (None: as after a held one)."""
+    return store.get("refuse_again_p")
+
+
 def _wait(store: dict[str, Any]) -> float:
     """How long a survivor holds a CONNECT while the store is down (None: past any client)."""
     return float("inf") if store.get("wait_s", 0.0) is None else float(store.get("wait_s", 0.0))
@@ -503,7 +552,8 @@ def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generato
     for _ in range(reps):
         w = float(rng.choice(windows)) if windows else 0.0
         r = simulate(replace(sc, session_store_down_s=w, session_store_wait_s=_wait(store),
-                             session_store_refuse_p=store.get("refuse_p", 0.0),
+                             session_store_refuse_p=_refuse_p(store, rng),
+                             session_store_refuse_again_p=_refuse_again_p(store),
                              session_store_release_drop_p=store.get("release_drop_p", 0.0),
                              connect_timeout_s=_client_timeout(meta, mech, rng)), rng)
         n = len(r.outage_s)

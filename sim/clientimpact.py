@@ -158,7 +158,7 @@ def mechanism_scenario(spec: Spec, sc: Scenario, fitted: dict, rng: np.random.Ge
     hold, refuse or drop CONNECTs until the cluster counts the failed node down, a window that
     EMQX's failure detector sets, so it scales with this topology's tick time for silent
     failures; the lab's CONNACK latency."""
-    from sim.calibration import _wait
+    from sim.calibration import _refuse_again_p, _refuse_p, _wait
     from sim.transient import SILENT
 
     mech = fitted["mechanism"]
@@ -169,7 +169,8 @@ def mechanism_scenario(spec: Spec, sc: Scenario, fitted: dict, rng: np.random.Ge
     latency = mech.get("connack_latency_s") or {}
     return replace(sc, session_store_down_s=float(rng.choice(windows)) * scale if windows else 0.0,
                    session_store_wait_s=_wait(store),
-                   session_store_refuse_p=store.get("refuse_p", 0.0),
+                   session_store_refuse_p=_refuse_p(store, rng),
+                   session_store_refuse_again_p=_refuse_again_p(store),
                    session_store_release_drop_p=store.get("release_drop_p", 0.0),
                    connack_latency_s=float(latency.get("median", 0.0)))
 

@@ -26,8 +26,8 @@ Semantics shared by both models (each is an assumption stated once, here):
   comes back: EMQX after a partition); the client gives up first when its connect timeout is
   shorter. A client's
   later CONNECTs in that time are refused at once with probability `session_store_refuse_p`
-  (EMQX answered 0x88 "server unavailable" to ~half of them: a previous attempt's takeover
-  still holds the client id's lock).
+  after a held one, `session_store_refuse_again_p` after a refused one (EMQX answered 0x88
+  "server unavailable" to 24 % and 76 %: a previous attempt's takeover holds the client id).
 * memory sessions survive only when the client gets back to its original node while that node's
   memory survived (hang, partition); durable sessions resume while a majority of the session's
   replicas is up.
@@ -93,6 +93,7 @@ class Scenario:
     session_store_down_s: float = 0.0
     session_store_wait_s: float = 0.0
     session_store_refuse_p: float = 0.0
+    session_store_refuse_again_p: float | None = None  # None: the same as session_store_refuse_p
     session_store_release_drop_p: float = 0.0
     timer_tick_s: float = 0.0  # the client checks its timers this often: a timeout fires up to a tick late
     lb_down_at_s: float | None = None  # when the LB took the failed nodes out, if measured (a lab replay)
@@ -138,6 +139,11 @@ def client_timeouts(sc: Scenario, n: int, rng: np.random.Generator,
     if on_tick is not None:
         lag = np.where(on_tick, sc.timer_tick_s, lag)
     return sc.connect_timeout_s + lag
+
+
+def _again(sc: Scenario) -> float:
+    a = sc.session_store_refuse_again_p
+    return sc.session_store_refuse_p if a is None else a
 
 
 def initial_placement(sc: Scenario, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -286,6 +292,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     absent[list(sc.down_before)] = True
     refuse_now = not attempts_time_out(sc)
     held_once = np.zeros(n, dtype=bool)  # a survivor has held one of this client's CONNECTs
+    was_refused = np.zeros(n, dtype=bool)  # ... and refused the last one
     on_tick = np.zeros(n, dtype=bool)  # the client's last attempt ended by its own timer
 
     calendar = _Calendar()
@@ -325,8 +332,10 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
             if aj.min() < sc.session_store_down_s:  # held, then dropped (see Scenario)
                 held = aj < sc.session_store_down_s
                 hs = sel[held]
-                refused = held_once[idx[hs]] & (rng.random(len(hs)) < sc.session_store_refuse_p) \
-                    if sc.session_store_refuse_p else np.zeros(len(hs), dtype=bool)
+                p_ref = np.where(was_refused[idx[hs]], _again(sc), sc.session_store_refuse_p)
+                refused = held_once[idx[hs]] & (rng.random(len(hs)) < p_ref) \
+                    if p_ref.any() else np.zeros(len(hs), dtype=bool)
+                was_refused[idx[hs]] = refused
                 end = aj[held] + np.minimum(sc.session_store_wait_s, timeout[hs])
                 if sc.session_store_release_drop_p:
                     drop = rng.random(len(hs)) < sc.session_store_release_drop_p

@@ -12,6 +12,7 @@ import simpy
 from sim.transient import (
     Scenario,
     TransientResult,
+    _again,
     _initial_sticky,
     attempts_time_out,
     client_timeouts,
@@ -77,6 +78,7 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
         return int(j)
 
     held_once = [False] * n  # a survivor has held one of this client's CONNECTs
+    was_refused = [False] * n  # ... and refused the last one
 
     def client(i: int):
         yield env.timeout(detect[i])
@@ -105,9 +107,10 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
             if sc.max_connections is not None and counts[j] + pending[j] >= sc.max_connections:
                 continue
             if a < sc.session_store_down_s:  # held by a survivor whose session store is down
-                refused = held_once[i] and sc.session_store_refuse_p > 0 \
-                    and rng.random() < sc.session_store_refuse_p
+                p_ref = _again(sc) if was_refused[i] else sc.session_store_refuse_p
+                refused = held_once[i] and p_ref > 0 and rng.random() < p_ref
                 held_once[i] = True
+                was_refused[i] = refused
                 if refused:
                     continue
                 hold = min(sc.session_store_wait_s, timeout)

@@ -47,8 +47,8 @@ SCENARIOS = {
     Scenario(
         nodes=3, failed=(1,), mode="hang", clients=60, probe_protocol="http", probe_interval_s=1,
         probe_timeout_s=1, on_down="reset", keepalive_s=5, connect_timeout_s=5, max_s=8,
-        session_store_down_s=21.5, session_store_wait_s=float("inf"), session_store_refuse_p=0.45,
-        timer_tick_s=0.25, return_after_s=float("inf")),
+        session_store_down_s=21.5, session_store_wait_s=float("inf"), session_store_refuse_p=0.25,
+        session_store_refuse_again_p=0.75, timer_tick_s=0.25, return_after_s=float("inf")),
     "EMQX partition: held CONNECTs often dropped when the cluster counts the node down": Scenario(
         nodes=3, failed=(2,), mode="partition", clients=60, probe_protocol="http",
         probe_interval_s=1, probe_timeout_s=1, on_down="reset", keepalive_s=5, connect_timeout_s=5,
