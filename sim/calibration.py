@@ -322,15 +322,18 @@ def _store_down_s(r: dict[str, Any]) -> tuple[float, list[float], int, int, int]
     else:
         lower = max(a for a, _ in held)
         down = (lower + min((a for a, ok, _ in attempts if ok and a > lower), default=lower)) / 2
-    # a CONNECT dropped within a second after the release ended with it, not after a hold
-    held = [(a, d) for a, d in held if not down < a + d <= down + 1.0]
+    # a CONNECT dropped within a second of the release ended with it, not after a hold
+    held = [(a, d) for a, d in held if abs(a + d - down) > 1.0]
     before = [(a, ok, d) for a, ok, d in attempts if a < down and not ok]
     outlasted = sum(1 for _, _, d in before if d >= CLIENT_GAVE_UP * wait)
     refused = sum(1 for _, _, d in before if d < REFUSED_S)
     later = len(before) - min(o["target_clients"], len(before))  # all but each client's first
-    # held across the store's return: dropped then (within a second), or kept to the timeout
-    across = [a + d for a, _, d in before if d >= REFUSED_S and a + d > down]
-    dropped = sum(1 for end in across if end <= down + 1.0)
+    # held when the store came back: dropped then (ended within a second of it, the watcher's
+    # reading lags), or kept to the client's timeout
+    gave_up = CLIENT_GAVE_UP * wait
+    dropped = sum(1 for a, _, d in before if REFUSED_S <= d < gave_up and abs(a + d - down) <= 1.0)
+    kept = sum(1 for a, _, d in before if d >= gave_up and a + d > down)
+    across = [0.0] * (dropped + kept)
     return down, [d for _, d in held], outlasted, refused, later, dropped, len(across)
 
 

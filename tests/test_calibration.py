@@ -226,7 +226,7 @@ STANDIN = ROOT / "models" / "calibration" / "standin-nats-2026-11-27"
 def _committed_set(prefix: Path, held_out_per_mode: int) -> dict:
     """A committed set: the file is exactly what `calibrate` makes of its calibration runs, and
     its replay of the held-out runs meets the bar pooled per mode. Returns the validation."""
-    committed = json.loads(prefix.with_suffix(".json").read_text())
+    committed = json.loads(Path(f"{prefix}.json").read_text())
     again = calibrate(load_results([f"{prefix}-calibration-runs"]), committed["name"])
     assert json.loads(json.dumps(again["modes"])) == committed["modes"]
     report = validate(load_results([f"{prefix}-held-out"]), committed)
@@ -323,8 +323,9 @@ def test_committed_emqx_calibration_is_reproducible_and_meets_the_bar() -> None:
     the 9 calibration runs, and its replay of the 30 held-out runs, made after them, meets issue
     #11's bar pooled per mode; a dead node's memory sessions are gone in lab and twin alike."""
     report = _committed_set(EMQX, 10)
-    for m in report["modes"].values():
-        assert m["release_s"] is None or m["release_s"]["inside"] >= 0.9, m["release_s"]
+    for mode in ("hang", "partition"):  # Erlang's failure detector: within the calibration's range
+        release = report["modes"][mode]["release_s"]  # widened by a quarter tick
+        assert release["inside"] >= 0.9, (mode, release)
     for r in report["runs"]:
         if r["mode"] == "crash":
             assert r["session_present"]["lab"] == r["session_present"]["sim"] == 0.0, r["run"]
