@@ -73,6 +73,14 @@ def docker_client() -> docker.DockerClient:
         raise LabError(f"no Docker engine reachable ({type(err).__name__}); start dockerd") from None
 
 
+def _last_error(c: Container) -> str:
+    """The container's last error line (EMQX refuses bad configuration at boot, e.g. durable
+    sessions in a cluster of the open-source build), else its last line."""
+    lines = c.logs(tail=40).decode(errors="replace").strip().splitlines() or ["(no output)"]
+    errors = [ln for ln in lines if "error" in ln.lower() and "call_hocon_failed" not in ln]
+    return (errors or lines)[-1].strip()[:400]
+
+
 class Lab:
     def __init__(self, config: LabConfig, root: Path = ROOT) -> None:
         self.config, self.root = config, root
@@ -176,9 +184,8 @@ class Lab:
                     and self.cluster_formed():
                 return time.monotonic() - start
             for c in self.containers():
-                if c.status == "exited" and c.labels.get("mqtt-ha-twin.role") == "lb":
-                    last = c.logs(tail=1).decode(errors="replace").strip()
-                    raise LabError(f"{c.name} exited: {last}")
+                if c.status == "exited" and c.labels.get("mqtt-ha-twin.role") in ("lb", "broker"):
+                    raise LabError(f"{c.name} exited: {_last_error(c)}")
             if time.monotonic() - start > timeout_s:
                 raise LabError(f"lab not healthy after {timeout_s:.0f} s: {states}")
             time.sleep(1)

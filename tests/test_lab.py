@@ -35,8 +35,11 @@ EMQX_TARBALL = os.environ.get("EMQX_TARBALL", str(ROOT.parent / "shared" / "emqx
 # crash, hang and partition run in the calibration loop below (which asserts the same of each run).
 SCENARIOS = ["crash-and-return", "graceful-stop", "lb-loss", "rolling-restart", "partition-and-heal"]
 LOOP = ("crash", "hang", "partition")
-# Fresh held-out runs per mode that the committed EMQX calibration must meet the bar on (see
-# README: how often k runs drawn from the committed set meet it).
+# Fresh held-out runs per mode. KS < 0.2 needs about 10 per mode (a run is one draw of run-level
+# effects: the LB's phase against a crash, how many CONNECTs the survivors refuse): redrawing k of
+# the 10 committed held-out runs met it in 15-52 % (crash), 60-68 % (hang), 10-12 % (partition) of
+# draws for k = 3-5. So CI holds medians and p95 on these fresh runs and prints KS; the KS bar is
+# held on the committed 30 held-out runs (tests/test_calibration.py).
 HELD_OUT_RUNS = {"crash": 3, "hang": 4, "partition": 4}
 COMMITTED_CALIBRATION = ROOT / "models" / "calibration" / "emqx-5.8.9-2026-11-27.json"
 ENV = {**os.environ, "EMQX_NODE__COOKIE": "test-only", "EMQX_DASHBOARD_PASSWORD": "test-only"}
@@ -104,6 +107,17 @@ def test_scenario_on_emqx(engine, tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.lab
+def test_emqx_open_source_refuses_durable_sessions_in_a_cluster(engine, tmp_path: Path) -> None:
+    """EMQX 5.8.9's open-source durable storage is node-local (builtin_local) and EMQX refuses it
+    in a cluster at boot: the lab says so in one line within seconds, not after a timeout."""
+    scenario = load_scenario(ROOT / "lab" / "scenarios" / "graceful-stop.toml")
+    start = time.monotonic()
+    with pytest.raises(LabError, match="singleton.*builtin_local"):
+        run_scenario(replace(scenario, sessions="durable"), tmp_path, 1, broker=BROKER)
+    assert time.monotonic() - start < 90
+
+
+@pytest.mark.lab
 def test_standin_still_runs_as_a_second_broker(engine, tmp_path: Path) -> None:
     """The adapter keeps NATS a broker, not a special case: its replicated sessions survive."""
     scenario = load_scenario(ROOT / "lab" / "scenarios" / "graceful-stop.toml")
@@ -137,12 +151,10 @@ def test_calibration_loop_on_emqx(engine, tmp_path: Path) -> None:
     (out / "validation.md").write_text(table + "\n")
     print(table)
     assert set(report["modes"]) == set(LOOP)
-    # One fresh calibration run per mode: medians and p95 within 15 % (KS printed: one run is one
-    # draw of the run-level window); the committed calibration: the whole bar, KS included.
-    for mode, m in report["modes"].items():
+    # Medians and p95 within 15 %, from one fresh calibration run per mode and from the committed
+    # calibration (made before these runs); KS printed (see HELD_OUT_RUNS).
+    for mode, m in [*report["modes"].items(), *later["modes"].items()]:
         assert meets_targets(m, ks=None), (mode, m["lab"], m["sim"], m["ks_distance"])
-    for mode, m in later["modes"].items():
-        assert meets_targets(m), (mode, m["lab"], m["sim"], m["ks_distance"])
     for r in later["runs"]:
         if r["mode"] == "crash":  # a dead node's memory sessions: none present, in lab and twin
             assert r["session_present"]["lab"] == r["session_present"]["sim"] == 0.0, r["run"]
