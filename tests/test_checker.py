@@ -80,4 +80,25 @@ def test_outages_split_by_where_the_client_was() -> None:
     assert o["detection_s"] == [approx(1.6)] and o["lb_target_down_s"] == approx(1.5)
     assert o["first_attempt_delay_s"] == [approx(1.05)]
     assert o["failed_attempt_s"] == [approx(4.0)] and o["connack_latency_s"] == [approx(0.02)]
-    assert o["target_attempts"] == [[approx(2.65), False, approx(4.0)], [approx(8.7), True, approx(0.02)]]
+    assert o["target_attempts"] == [[approx(2.65), False, approx(4.0), 0],
+                                    [approx(8.7), True, approx(0.02), 0]]
+
+
+def test_a_refused_connack_ends_an_attempt_not_the_outage() -> None:
+    """EMQX answers 0x88 (server unavailable) while a takeover from a silent node is pending: paho
+    calls on_connect with the failure code, then disconnects. The outage goes on."""
+    h = [{"ev": "connect", "c": "r1-s0", "t": 0.0, "sp": False, "rc": 0},
+         {"ev": "fault", "what": "pause", "target": "emqx-a3", "phase": "start", "t": 10.0,
+          "placement": {"r1-s0": "emqx-a3"}},
+         {"ev": "disconnect", "c": "r1-s0", "t": 11.0, "rc": 128},
+         {"ev": "attempt", "c": "r1-s0", "t": 12.0},
+         {"ev": "connect", "c": "r1-s0", "t": 12.01, "sp": True, "rc": 136},
+         {"ev": "disconnect", "c": "r1-s0", "t": 12.01, "rc": 141},
+         {"ev": "attempt", "c": "r1-s0", "t": 16.0},
+         {"ev": "connect", "c": "r1-s0", "t": 16.02, "sp": False, "rc": 0}]
+    out = check(h)
+    assert out["clients"]["refused_connacks"] == 1
+    assert out["client_outages"] == [approx(5.02)]
+    assert out["sessions"] == {"reconnects": 1, "present": 0, "present_ratio": 0.0}
+    assert out["origin"]["target_attempts"] == [[approx(2.0), False, approx(0.01), 0],
+                                                [approx(6.0), True, approx(0.02), 0]]
