@@ -9,27 +9,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_spec_errors import GOOD as BASE
 
 from twin.cli import main
 
-GOOD = """[meta]
-name = "t"
-[simulation]
-years = 2
-replications = 2
-[cluster]
-nodes = 3
-min_nodes_up = 2
-[node.failure.crash]
-mtbf_hours = 100
-repair = { dist = "exponential", mean_s = 30 }
-[lb]
-algorithm = "least_connections"
-probe = { protocol = "tcp", interval_s = 5, threshold = 1 }
-[clients]
-count = 100
-keepalive_s = 60
-"""
+# test_spec_errors' valid spec, with a run length, a probe and clients to mutate as well
+GOOD = BASE.replace("[cluster]", "[simulation]\nyears = 2\nreplications = 2\n[cluster]") + (
+    'probe = { protocol = "tcp", interval_s = 5, threshold = 1 }\n'
+    "[clients]\ncount = 100\nkeepalive_s = 60\n")
 
 # key line in GOOD -> values that must be refused there
 BAD_VALUES = {
