@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -272,7 +273,8 @@ def test_node_down_alert_fires_on_a_real_scrape(engine) -> None:
         deadline = time.monotonic() + 60
         while True:  # all three scraped and up before the fault
             try:
-                ups = _prometheus("/api/v1/query?query=up")["data"]["result"]
+                query = urllib.parse.urlencode({"query": 'up{job="emqx-liveness"}'})
+                ups = _prometheus(f"/api/v1/query?{query}")["data"]["result"]
             except OSError:
                 ups = []
             if len(ups) == 3 and all(r["value"][1] == "1" for r in ups):
