@@ -145,17 +145,19 @@ def _wan(lab: Lab, target: str) -> Fault:
     if not sidecars:
         raise LabError("fault = 'wan' needs the region-b profile (no WAN sidecar running)")
     loss = float(target or 0.3)
-    rule = f"add rule inet twin wan meta random mod 100 < {int(loss * 100)} drop"
+    # nft itself parses each command (no shell: braces and ';' are nft's, not sh's)
+    cmds = (["nft", "add", "table", "inet", "twin"],
+            ["nft", "add chain inet twin wan { type filter hook output priority 0 ; }"],
+            ["nft", f"add rule inet twin wan numgen random mod 100 < {int(loss * 100)} drop"])
     for c in sidecars:
-        for cmd in ("nft add table inet twin", "nft add chain inet twin wan "
-                    "{ type filter hook output priority 0 ; }", rule):
-            code, out = c.exec_run(["sh", "-c", cmd])
+        for cmd in cmds:
+            code, out = c.exec_run(cmd)
             if code:
-                raise LabError(f"{c.name}: {cmd!r} failed: {out.decode().strip()}")
+                raise LabError(f"{c.name}: {' '.join(cmd)!r} failed: {out.decode().strip()}")
 
     def undo() -> None:
         for c in sidecars:
-            c.exec_run(["sh", "-c", "nft delete table inet twin"])
+            c.exec_run(["nft", "delete", "table", "inet", "twin"])
     return Fault("wan", f"loss {loss}", undo)
 
 

@@ -88,8 +88,9 @@ def _assert_run_holds(name: str, scenario, summary: dict, out: Path, k: int = 0)
     if name in LOOP:  # the node stays down: EMQX's in-memory sessions of its clients are gone
         assert o["placement_known"] and o["target_clients"] > 0
         assert len(o["target_client_outages"]) == o["target_clients"]
-        assert summary["sessions"]["present_ratio"] < 1.0
-        assert m["acknowledged_lost"] > 0  # what was queued for them went with the node
+        # what was queued for them went with the node (after a hang or partition EMQX may still
+        # say "session present", for a session it re-created empty: up to 100 % in one CI run)
+        assert m["acknowledged_lost"] > 0
     if name == "crash":
         assert summary["sessions"]["present_ratio"] == 0.0
     if name in ("hang", "partition"):  # survivors counted the node down after the tick time
