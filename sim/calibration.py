@@ -333,8 +333,7 @@ def _store_down_s(r: dict[str, Any]) -> tuple[float, list[float], int, int, int]
     gave_up = CLIENT_GAVE_UP * wait
     dropped = sum(1 for a, _, d in before if REFUSED_S <= d < gave_up and abs(a + d - down) <= 1.0)
     kept = sum(1 for a, _, d in before if d >= gave_up and a + d > down)
-    across = [0.0] * (dropped + kept)
-    return down, [d for _, d in held], outlasted, refused, later, dropped, len(across)
+    return down, [d for _, d in held], outlasted, refused, later, dropped, dropped + kept
 
 
 def _refusal_chains(r: dict[str, Any], down: float) -> tuple[int, int, int, int]:
