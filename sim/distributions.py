@@ -172,3 +172,37 @@ class BufferedSampler:
             self._i = 0
         self._i += 1
         return self._buf[self._i - 1]
+
+
+class EquilibriumResidual:
+    """The time left on a clock found running at a random moment of a long renewal process (the
+    equilibrium, or residual-life, distribution): U x L, with U uniform on (0, 1) and L the
+    length-biased distribution (density x f(x) / mean), which is closed-form for every family of
+    the spec. Draws like a frozen scipy distribution (`rvs`)."""
+
+    def __init__(self, dist) -> None:
+        self._name = name = "discrete" if isinstance(dist, stats.rv_discrete) else dist.dist.name
+        args, kwds = getattr(dist, "args", ()), getattr(dist, "kwds", {})
+        scale = kwds.get("scale", 1.0)
+        if name == "discrete":  # deterministic and empirical: values picked in proportion to size
+            weights = dist.xk * dist.pk
+            self._biased = stats.rv_discrete(values=(dist.xk, weights / weights.sum()))
+        elif name == "expon":  # memoryless: the residual is the distribution itself
+            self._biased = stats.gamma(a=2, scale=scale)
+        elif name == "gamma":
+            self._biased = stats.gamma(a=kwds.get("a", args[0] if args else None) + 1, scale=scale)
+        elif name == "lognorm":
+            s = kwds.get("s", args[0] if args else None)
+            self._biased = stats.lognorm(s=s, scale=scale * math.exp(s * s))
+        elif name == "weibull_min":
+            c = kwds.get("c", args[0] if args else None)
+            self._c = c
+            self._biased = stats.gamma(a=1 + 1 / c, scale=scale**c)  # of L^c
+        else:  # pragma: no cover - every Dist family is handled above
+            raise ValueError(f"no equilibrium distribution for {name}")
+
+    def rvs(self, size: int, random_state: np.random.Generator) -> np.ndarray:
+        length = np.asarray(self._biased.rvs(size=size, random_state=random_state), dtype=float)
+        if self._name == "weibull_min":
+            length = length ** (1 / self._c)
+        return random_state.uniform(size=size) * length

@@ -1,6 +1,13 @@
 """The long-run model: SimPy processes for failures, repairs, maintenance, LBs, regions and DR.
 
-Time is in seconds. A component's failure clocks run only while it is up. Every node outage is
+Time is in seconds. A component's failure clocks run only while it is up.
+
+The default start is stationary: every clock starts at an age drawn from its equilibrium
+(residual-life) distribution, and each component starts down with its long-run probability, in the
+middle of a repair; so the first year is like any other, and designs whose lifetimes are regular do
+not fail in lockstep. Exact for independent components; with shared crews, correlated events and
+maintenance the start is close to stationary (the queue for a crew starts empty). `start = "new"`
+is the first year after a rollout: everything new and up at t = 0. Every node outage is
 recorded as a `NodeEvent`; the transient model (sim/transient.py) turns those into what clients
 see. Service availability is the share of traffic whose serving region works, where a region works
 when it has no outage, its LB is up and at least `cluster.min_nodes_up` nodes are up.
@@ -14,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from sim.distributions import BufferedSampler
+from sim.distributions import BufferedSampler, EquilibriumResidual
 from sim.spec import YEAR_S, FailureMode, Spec
 
 
@@ -61,6 +68,20 @@ class _Node:
         self.repair = [BufferedSampler(fm.repair.frozen(), model.rng) for fm in modes.values()]
         self.crew = [fm.crew for fm in modes.values()]
         self.residual = [draw() for draw in self.ttf]
+        self.start_mode: int | None = None  # down at t = 0 in this mode (stationary start)
+        self.start_repair = 0.0
+        if model.stationary and modes:
+            rng = model.rng
+            fms = list(modes.values())
+            self.residual = [_residual(fm.ttf_dist(), rng) for fm in fms]
+            # Long-run share of time down in mode m, relative to up: MTTR_m / MTTF_m.
+            ratios = np.array([fm.mttr_s() / fm.mttf_s() for fm in fms])
+            pick = rng.uniform() * (1.0 + ratios.sum()) - 1.0
+            if pick > 0:
+                i = int(np.searchsorted(np.cumsum(ratios), pick))
+                self.start_mode = i
+                self.start_repair = _residual(fms[i].repair.frozen(), rng)
+                self.residual[i] = self.ttf[i]()  # its clock restarts after the repair
         self.down_reasons = 0
         self.waiting_up = False  # in the up phase, the failure timer pending
         self.stale = False  # the node went down while the timer was pending
@@ -70,8 +91,21 @@ class _Node:
         if modes:
             self.proc = env.process(self._run())
 
+    def _repair(self, i: int, duration: float):
+        crews = self.region.crews
+        if crews is not None and self.crew[i]:
+            with crews.request() as req:
+                yield req
+                yield self.model.env.timeout(duration)
+        else:
+            yield self.model.env.timeout(duration)
+
     def _run(self):
-        env, crews = self.model.env, self.region.crews
+        env = self.model.env
+        if self.start_mode is not None:
+            self.go_down(self.names[self.start_mode], initial=True)
+            yield from self._repair(self.start_mode, self.start_repair)
+            self.go_up(self.names[self.start_mode])
         while True:
             if self.down_reasons:
                 self.up_event = env.event()
@@ -91,21 +125,17 @@ class _Node:
             self.residual = [r - dt for r in residual]
             self.residual[i] = self.ttf[i]()
             self.go_down(self.names[i])
-            if crews is not None and self.crew[i]:
-                with crews.request() as req:
-                    yield req
-                    yield env.timeout(self.repair[i]())
-            else:
-                yield env.timeout(self.repair[i]())
+            yield from self._repair(i, self.repair[i]())
             self.go_up(self.names[i])
 
-    def go_down(self, cause: str) -> None:
+    def go_down(self, cause: str, initial: bool = False) -> None:
+        """`initial`: already down when the run starts (not an event of the run)."""
         self.down_reasons += 1
         if self.down_reasons == 1:
             if self.waiting_up:
                 self.stale = True
                 self.up_acc += self.model.env.now - self.up_since
-            self.region.node_down(cause)
+            self.region.node_down(cause, initial)
 
     def go_up(self, cause: str) -> None:
         self.down_reasons -= 1
@@ -141,9 +171,10 @@ class _Region:
     def working(self) -> bool:
         return self.lb_up and not self.in_outage and self.nodes_up >= self.min_up
 
-    def node_down(self, cause: str) -> None:
+    def node_down(self, cause: str, initial: bool = False) -> None:
         self.nodes_up -= 1
-        self.model.node_event(self.index, cause, self.nodes_up + 1, self.nodes_up)
+        if not initial:
+            self.model.node_event(self.index, cause, self.nodes_up + 1, self.nodes_up)
         if self.nodes_up == self.min_up - 1:  # only this crossing changes the region's state
             self.model.update(cause)
 
@@ -152,17 +183,29 @@ class _Region:
         if self.nodes_up == self.min_up:
             self.model.update(cause)
 
-    def _set(self, what: str, down: bool) -> None:
+    def _set(self, what: str, down: bool, initial: bool = False) -> None:
         if what == "lb":
             self.lb_up = not down
         else:
             self.in_outage = down
-        self.model.count(what, down)
+        if not initial:
+            self.model.count(what, down)
         self.model.update(what)
 
     def _alternate(self, fm: FailureMode, what: str):
         env, rng = self.model.env, self.model.rng
         ttf, ttr = BufferedSampler(fm.ttf_dist(), rng), BufferedSampler(fm.repair.frozen(), rng)
+        if self.model.stationary:
+            mttf, mttr = fm.mttf_s(), fm.mttr_s()
+            if rng.uniform() < mttr / (mttf + mttr):
+                self._set(what, True, initial=True)
+                yield env.timeout(_residual(fm.repair.frozen(), rng))
+                self._set(what, False)
+            else:
+                yield env.timeout(_residual(fm.ttf_dist(), rng))
+                self._set(what, True)
+                yield env.timeout(ttr())
+                self._set(what, False)
         while True:
             yield env.timeout(ttf())
             self._set(what, True)
@@ -174,6 +217,13 @@ class _Region:
         cause = f"correlated.{name}"
         gap = BufferedSampler(_expon(mtbf_s), rng)
         ttr = BufferedSampler(repair.frozen(), rng)
+        if self.model.stationary and rng.uniform() < (mttr := repair.mean_seconds()) / (mtbf_s + mttr):
+            hit = rng.choice(len(self.nodes), size=k, replace=False)  # in progress at t = 0
+            for i in hit:
+                self.nodes[i].go_down(cause, initial=True)
+            yield env.timeout(_residual(repair.frozen(), rng))
+            for i in hit:
+                self.nodes[i].go_up(cause)
         while True:
             yield env.timeout(gap())
             hit = rng.choice(len(self.nodes), size=k, replace=False)
@@ -190,7 +240,19 @@ class _Region:
         per_node = BufferedSampler(mt.per_node.frozen(), rng)
         interval = mt.interval_days * 86400
         # Regions are patched at different times of the cycle, never all at once.
-        yield env.timeout(interval * (self.index + 1) / (len(self.model.regions_spec) + 1))
+        offset = interval * (self.index + 1) / (len(self.model.regions_spec) + 1)
+        if self.model.stationary:  # the whole schedule at a random phase; a cycle may be running
+            offset = (offset + self.model.maintenance_phase * interval) % interval
+            start = offset - interval
+            for node in self.nodes if mt.kind == "rolling" else ():
+                end = start + per_node()
+                if end > 0:
+                    yield env.timeout(max(0.0, start - env.now))
+                    node.go_down("maintenance", initial=env.now == 0)
+                    yield env.timeout(end - env.now)
+                    node.go_up("maintenance")
+                start = end
+        yield env.timeout(max(0.0, offset - env.now))
         while True:
             start = env.now
             if mt.kind == "rolling":
@@ -199,6 +261,10 @@ class _Region:
                     yield env.timeout(per_node())
                     node.go_up("maintenance")
             yield env.timeout(max(0.0, interval - (env.now - start)))
+
+
+def _residual(dist, rng: np.random.Generator) -> float:
+    return float(EquilibriumResidual(dist).rvs(1, rng)[0])
 
 
 def _expon(mean_s: float):
@@ -226,6 +292,8 @@ class LongRunModel:
         self.spec, self.rng, self.horizon = spec, rng, horizon_s
         self.on_node_event = on_node_event
         self.env = simpy.Environment()
+        self.stationary = spec.simulation.start == "stationary"
+        self.maintenance_phase = rng.uniform() if self.stationary else 0.0
         self.regions_spec = spec.regions or [None]
         self.events_by_cause: dict[str, int] = {}
         # Service ledger: times where the served share changed, and its new value.

@@ -48,6 +48,9 @@ class Simulation(_Model):
                                   description="per replication (at least 0.001: 8.8 hours)")] = 1000
     replications: Annotated[int, Field(ge=2, le=100_000)] = 20
     seed: Annotated[int, Field(ge=0)] = 1
+    start: Literal["stationary", "new"] = Field(
+        "stationary", description="stationary: components at equilibrium ages, some down (the long "
+        "run); new: all new and up at t = 0 (the first years after a rollout)")
 
 
 class FailureMode(_Model):

@@ -59,9 +59,10 @@ def test_simulation_agrees_with_analytic_within_ci(name: str) -> None:
 
 
 def test_series_deterministic_known_answer() -> None:
-    """FACTS.md: A fails every 100 h, B every 120 h, repair 10 h each, 300 h: 260/300."""
+    """FACTS.md: A fails every 100 h, B every 120 h, repair 10 h each, 300 h: 260/300 (both new
+    at t = 0: the first 300 h after a rollout)."""
     spec = make_spec(
-        simulation={"years": 300 * H / YEAR_S, "replications": 2, "seed": 1},
+        simulation={"years": 300 * H / YEAR_S, "replications": 2, "seed": 1, "start": "new"},
         cluster={"nodes": 1, "min_nodes_up": 1},
         node={"failure": {"crash": {"ttf": {"dist": "deterministic", "value_hours": 100},
                                     "repair": {"dist": "deterministic", "value_hours": 10}}}},

@@ -56,7 +56,8 @@ def _positive_float(text: str) -> float:
 def _with_overrides(spec: Spec, args: argparse.Namespace) -> Spec:
     update = {k: v for k, v in (("years", getattr(args, "years", None)),
                                 ("replications", getattr(args, "replications", None)),
-                                ("seed", getattr(args, "seed", None))) if v is not None}
+                                ("seed", getattr(args, "seed", None)),
+                                ("start", getattr(args, "start", None))) if v is not None}
     if not update:
         return spec
     if update.get("replications", 2) < 2:
@@ -425,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--years", type=_positive_float, help="simulated years per replication")
         sp.add_argument("--replications", type=_positive_int)
         sp.add_argument("--seed", type=int)
+        sp.add_argument("--start", choices=["stationary", "new"],
+                        help="stationary (default): the long run; new: the first years after a rollout")
         sp.add_argument("--workers", type=_positive_int, help="processes (default: all cores)")
 
     s = sub.add_parser("simulate", help="availability study of a topology")
