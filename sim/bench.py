@@ -13,7 +13,8 @@ from sim.spec import load_spec
 from sim.transient import Scenario, simulate
 from sim.transient_reference import simulate_reference
 
-REFERENCE = Path(__file__).resolve().parent.parent / "models" / "renata-reference.toml"
+MODELS = Path(__file__).resolve().parent.parent / "models"
+REFERENCE = MODELS / "renata-reference.toml"
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -22,7 +23,28 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def rare_benchmarks(workers: int = 2) -> Iterator[tuple[str, float, str]]:
+    """The rare-event estimator to its target precision, and plain replications' time for the same
+    precision: their time per simulated year x the years they need (from the plain estimator's
+    variance per regenerative cycle, which the rare-event run estimates too)."""
+    from sim.rare import estimate
+
+    for name, rel in (("1e-6", 0.1), ("1e-8", 0.2)):
+        spec = load_spec(MODELS / "bench" / f"rare-{name}.toml")
+        est = estimate(spec, precision=rel)
+        yield f"rare_{name}_rel{rel * 100:.0f}_s", est.seconds, "s"
+        years = 2000.0
+        plain = spec.model_copy(update={"simulation": spec.simulation.model_copy(
+            update={"years": years / workers, "replications": workers})})
+        per_year = _timed(lambda p=plain: run(p, workers=workers, worker=replicate_longrun,
+                                              progress=False)) / years
+        need = est.plain_years_needed
+        yield f"rare_{name}_plain_mc_same_precision_s", need * per_year, "s"
+        yield f"rare_{name}_speedup_vs_plain_mc", need * per_year / est.seconds, "x"
+
+
 def benchmarks(reference: Path = REFERENCE, workers: int = 2) -> Iterator[tuple[str, float, str]]:
+    yield from rare_benchmarks(workers)
     spec = load_spec(reference)
     sim = spec.simulation.model_copy(update={"years": 1000, "replications": 20})
     spec = spec.model_copy(update={"simulation": sim})

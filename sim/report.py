@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -11,7 +13,15 @@ from sim.metrics import MINUTES_PER_YEAR
 
 
 def nines(a: float) -> str:
-    return f"{a * 100:.5f} %"
+    """A percentage with enough decimals to show two digits of the unavailability (five at
+    least): 99.99999780 % is not 100.00000 %."""
+    u = 1.0 - a
+    decimals = 5 if u <= 0 or u * 100 >= 1e-4 else min(12, math.ceil(-math.log10(u * 100)) + 1)
+    return f"{a * 100:.{decimals}f} %"
+
+
+def unavailability(a: float) -> str:
+    return f"{1.0 - a:.2e}"
 
 
 def _gap_words(value: float, target: float, kind: str = "service") -> str:
@@ -19,48 +29,45 @@ def _gap_words(value: float, target: float, kind: str = "service") -> str:
     messages per million."""
     if kind == "message":
         ppm = (target - value) * 1e6
-        return (f"misses by {ppm:.1f} lost per million messages" if ppm > 0
-                else f"{-ppm:.1f} per million to spare")
+        return f"{ppm:.3g} per M over" if ppm > 0 else f"{-ppm:.3g} per M spare"
     diff = (target - value) * MINUTES_PER_YEAR
-    if diff > 0:
-        return f"misses by {diff:.1f} min/yr of downtime"
-    return f"{-diff:.1f} min/yr to spare"
+    return f"{diff:.3g} min/yr over" if diff > 0 else f"{-diff:.3g} min/yr spare"
+
+
+LABELS = {"service": "service", "client_weighted": "client-weighted", "message": "messages"}
 
 
 def rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(metric, value, 95 % CI, target, verdict) rows shared by the terminal and Markdown views."""
+    """(metric, value, 95 % CI, target, verdict) rows shared by the terminal and Markdown views;
+    short enough for 80 columns (details follow in extra_lines)."""
     out = []
     targets = summary["targets"]
-    for kind in ("service", "client_weighted", "message"):
+    has_clients = "clients" in summary
+    for kind in ("service", "client_weighted", "message") if has_clients else ("service",):
         a = summary["availability"][kind]
         t = targets.get(f"availability.{kind}")
         verdict = ""
         if t and t.get("verdict") == "not_shown":  # neither PASS nor FAIL: the interval spans it
-            more = t.get("more_years")
-            verdict = ("NOT SHOWN: the 95 % interval spans the target; " + (
-                f"simulate about {more:,.0f} more years" if more is not None else "more years"))
+            verdict = "NOT SHOWN"
         elif t:
-            verdict = ("PASS" if t["pass"] else "FAIL") + ": " + _gap_words(a["mean"], t["target"], kind)
-        out.append((f"availability ({kind.replace('_', '-')})", nines(a["mean"]),
-                    f"{nines(a['ci95'][0])} .. {nines(a['ci95'][1])}",
+            verdict = ("PASS" if t["pass"] else "FAIL") + ", " + _gap_words(a["mean"], t["target"], kind)
+        out.append((LABELS[kind] if has_clients else "availability", nines(a["mean"]),
+                    f"{nines(a['ci95'][0])} ..{nines(a['ci95'][1])}",
                     nines(t["target"]) if t else "-", verdict))
     d = summary["downtime_minutes_per_year"]
     budget = d.get("budget_minutes")
-    out.append(("downtime per year (min)", f"{d['mean']:.2f}",
-                f"{d['ci95'][0]:.2f} .. {d['ci95'][1]:.2f}",
-                f"<= {budget:.2f}" if budget is not None else "-",
-                f"p50 {d['p50']:.2f}, p95 {d['p95']:.2f}, p99 {d['p99']:.2f}; "
-                f"{d['p_exceed_budget'] * 100:.1f} % of years over budget" if budget else ""))
-    for key, label, metric in (("rto_minutes", "RTO achieved (min, p99)", "rto_seconds"),
-                               ("rpo_minutes", "RPO achieved (min, p99)", "rpo_seconds")):
+    out.append(("downtime min/yr", f"{d['mean']:.3g}", f"{d['ci95'][0]:.3g} .. {d['ci95'][1]:.3g}",
+                f"<= {budget:.3g}" if budget is not None else "-",
+                f"{d['p_exceed_budget'] * 100:.1f} % yrs over" if budget else ""))
+    for key, label, metric in (("rto_minutes", "RTO min (p99)", "rto_seconds"),
+                               ("rpo_minutes", "RPO min (p99)", "rpo_seconds")):
         p = summary[metric]
         t = targets.get(key)
-        value = "-" if p["p99"] is None else f"{p['p99'] / 60:.2f}"
+        value = "-" if p["p99"] is None else f"{p['p99'] / 60:.3g}"
         verdict = ""
         if t:
             verdict = ("PASS" if t["pass"] else "FAIL") + (
-                f": max {p['max'] / 60:.1f} min over {p['count']} events" if p["count"]
-                else ": not exercised")
+                f", max {p['max'] / 60:.3g}" if p["count"] else ", not exercised")
         out.append((label, value, "-", f"<= {t['target']:g}" if t else "-", verdict))
     return out
 
@@ -77,7 +84,7 @@ def worst_cause(summary: dict[str, Any]) -> str:
             continue
         total = sum(by_cause.values())
         cause, minutes = max(by_cause.items(), key=lambda kv: kv[1])
-        lines.append(f"Most {what} comes from {cause}: {minutes:.2f} of {total:.2f} min/yr "
+        lines.append(f"Most {what} comes from {cause}: {minutes:.3g} of {total:.3g} min/yr "
                      f"per {'client' if what.startswith('client') else 'year'} "
                      f"({minutes / total * 100:.0f} %).")
     return " ".join(lines)
@@ -85,11 +92,9 @@ def worst_cause(summary: dict[str, Any]) -> str:
 
 def print_report(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
-    spec = summary["spec"]
-    table = Table(title=f"{spec['meta']['name']}: {summary['replications']} replications x "
-                        f"{summary['years_per_replication']:g} years, seed {summary['seed']}")
+    table = Table(title=title(summary), box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("metric", "mean", "95 % CI", "target", "verdict"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in rows(summary):
         style = "red" if r[4].startswith("FAIL") else ("green" if r[4].startswith("PASS") else "")
         table.add_row(*r, style=style)
@@ -99,14 +104,31 @@ def print_report(summary: dict[str, Any], console: Console | None = None) -> Non
         console.print(line)
 
 
+def title(summary: dict[str, Any]) -> str:
+    return (f"{summary['spec']['meta']['name']}: {summary['replications']} x "
+            f"{summary['years_per_replication']:g} years, seed {summary['seed']}, "
+            f"{summary.get('start', 'stationary')} start")
+
+
 def extra_lines(summary: dict[str, Any]) -> list[str]:
     lines = []
+    a = summary["availability"]["service"]
+    if 1.0 - a["mean"] < 1e-4:
+        lines.append(f"Service unavailability {unavailability(a['mean'])} (95 % CI "
+                     f"{unavailability(a['ci95'][1])} .. {unavailability(a['ci95'][0])}).")
+    est = summary.get("estimator", {})
+    if est.get("service") == "rare":
+        lines.append(f"Service availability by the rare-event estimator ({est['method']}, "
+                     f"{est['seconds']:.1f} s).")
+    d = summary["downtime_minutes_per_year"]
+    lines.append(f"Downtime per year (min): p50 {d['p50']:.3g}, p95 {d['p95']:.3g}, "
+                 f"p99 {d['p99']:.3g} (years of the plain replications).")
     causes = summary["downtime_minutes_per_year_by_cause"]
     if causes:
         lines.append("Service downtime by cause (min/yr): " + ", ".join(
-            f"{c} {m:.3f}" for c, m in sorted(causes.items(), key=lambda kv: -kv[1])))
+            f"{c} {m:.3g}" for c, m in sorted(causes.items(), key=lambda kv: -kv[1])))
     fo = summary["failover_seconds"]
-    if fo:
+    if fo and "clients" in summary:
         lines.append("Failover seconds as clients see them (p50/p95/p99): " + "; ".join(
             f"{m} {v['p50']:.1f}/{v['p95']:.1f}/{v['p99']:.1f}" for m, v in fo.items()
             if v["count"]))
@@ -133,12 +155,15 @@ def extra_lines(summary: dict[str, Any]) -> list[str]:
                      "reached; the verdicts say how many simulated years would show the target.")
     for kind, t in summary["targets"].items():
         if t.get("verdict") == "not_shown":
-            lines.append(f"{kind}: {t['interval']}.")
+            more = t.get("more_years")
+            lines.append(f"{kind}: NOT SHOWN, the 95 % interval spans the target; " + (
+                f"simulate about {more:,.0f} more years" if more is not None
+                else t.get("hint", "simulate more years")) + f". Interval: {t['interval']}.")
     return lines
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    out = [f"# {summary['spec']['meta']['name']}", "",
+    out = [f"# {title(summary)}", "",
            "| metric | mean | 95 % CI | target | verdict |", "|---|---|---|---|---|"]
     out += ["| " + " | ".join(r) + " |" for r in rows(summary)]
     out += ["", worst_cause(summary), ""] + [f"- {line}" for line in extra_lines(summary)]

@@ -113,6 +113,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             _check_writable(Path(out))
     if args.plots:
         _check_writable(Path(args.plots) / "probe.png")
+    if not 0 < args.rare_precision < 1:
+        raise UsageError(f"--rare-precision = {args.rare_precision}: a relative half-width in (0, 1)")
+    if args.estimator == "rare":
+        from sim.rare import RareUnsupported, check_supported
+
+        try:
+            check_supported(spec)
+        except RareUnsupported as err:
+            raise UsageError(f"--estimator rare: {args.spec}: {err}") from None
     executor, client = _executor(args)
     try:
         outcome = run(spec, executor=executor, workers=args.workers, precision=args.precision,
@@ -124,6 +133,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             if cluster is not None:
                 cluster.close(timeout=2)
     summary = summarise(spec, outcome.results, outcome.stopped_by)
+    if args.estimator != "plain":
+        summary = _rare_if_needed(spec, summary, args)
     print_report(summary)
     if args.json:
         _write(Path(args.json), to_json(summary))
@@ -135,6 +146,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for path in write_plots(summary, outcome.results, Path(args.plots)):
             print(f"plot: {path}")
     return 0
+
+
+def _rare_if_needed(spec: Spec, summary: dict, args: argparse.Namespace) -> dict:
+    """auto: when plain replications leave service unavailability looser than --rare-precision
+    and the design fits the rare-event estimator, estimate it there and keep the tighter one."""
+    from sim.metrics import plain_relative_half_width, use_rare_estimate
+    from sim.rare import RareUnsupported, check_supported, estimate
+
+    plain = plain_relative_half_width(summary)
+    if args.estimator == "auto":
+        try:
+            check_supported(spec)
+        except RareUnsupported as err:
+            summary["estimator"]["rare_not_used"] = str(err)
+            return summary
+        if plain <= args.rare_precision:
+            return summary
+    print(f"rare-event estimator: service unavailability to +-{args.rare_precision:.0%} "
+          f"(at most {args.rare_seconds:g} s) ...", file=sys.stderr, flush=True)
+    est = estimate(spec, precision=args.rare_precision, max_seconds=args.rare_seconds)
+    if args.estimator == "rare" or est.relative_half_width < plain:
+        return use_rare_estimate(spec, summary, est)
+    return summary
 
 
 def _check_writable(path: Path) -> None:
@@ -159,9 +193,10 @@ def _write(path: Path, text: str) -> None:
 
 def cmd_analytic(args: argparse.Namespace) -> int:
     from sim.analytic import AnalyticUnsupported, solve
-    from sim.metrics import summarise
+    from sim.metrics import plain_relative_half_width, summarise, use_rare_estimate
     from sim.montecarlo import replicate_longrun, run
-    from sim.report import nines
+    from sim.rare import RareUnsupported, estimate
+    from sim.report import nines, unavailability
 
     spec = _with_overrides(load_spec(args.spec), args)
     try:
@@ -169,19 +204,30 @@ def cmd_analytic(args: argparse.Namespace) -> int:
     except AnalyticUnsupported as err:
         raise UsageError(f"{args.spec}: no closed form: {err}") from None
     outcome = run(spec, workers=args.workers, worker=replicate_longrun)
-    sim = summarise(spec, outcome.results)["availability"]["service"]
-    inside = sim["ci95"][0] <= exact.service <= sim["ci95"][1]
+    summary = summarise(spec, outcome.results)
+    if plain_relative_half_width(summary) > 0.1:  # rare outages: the estimator made for them
+        try:
+            summary = use_rare_estimate(spec, summary, estimate(spec, precision=0.1, max_seconds=120))
+        except RareUnsupported:
+            pass
+    sim = summary["availability"]["service"]
+    eps = 1e-12  # equal numbers are inside, whatever the rounding
+    inside = sim["ci95"][0] - eps <= exact.service <= sim["ci95"][1] + eps
     console = Console()
     console.print(f"method: {exact.method}")
+
+    def line(label: str, a: float) -> None:
+        console.print(f"{label:<24} {nines(a):<16} unavailability {unavailability(a)}")
+
     if exact.node is not None:
-        console.print(f"node availability        {nines(exact.node)}")
-    console.print(f"cluster (>= {spec.cluster.min_nodes_up} up)       {nines(exact.cluster)}")
-    console.print(f"load balancer            {nines(exact.lb)}")
-    console.print(f"region                   {nines(exact.region)}")
-    console.print(f"service, analytic        {nines(exact.service)}")
-    console.print(f"service, simulated       {nines(sim['mean'])}  95 % CI "
-                  f"{nines(sim['ci95'][0])} .. {nines(sim['ci95'][1])}  "
-                  f"({'analytic inside the CI' if inside else 'analytic OUTSIDE the CI'})")
+        line("node", exact.node)
+    line(f"cluster (>= {spec.cluster.min_nodes_up} up)", exact.cluster)
+    line("load balancer", exact.lb)
+    line("region", exact.region)
+    line("service, analytic", exact.service)
+    line("service, simulated", sim["mean"])
+    console.print(f"{'  95 % CI':<24} {nines(sim['ci95'][0])} .. {nines(sim['ci95'][1])}: "
+                  f"{'analytic inside' if inside else 'analytic OUTSIDE'} ({sim['interval']})")
     return 0
 
 
@@ -438,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", type=_positive_float, metavar="R",
                    help="add replications until the relative CI half-width of unavailability <= R")
     s.add_argument("--max-replications", type=_positive_int, default=2000)
+    s.add_argument("--estimator", choices=["auto", "plain", "rare"], default="auto",
+                   help="service availability by plain replications, or by importance sampling "
+                        "for rare outages (auto: when plain is looser than --rare-precision)")
+    s.add_argument("--rare-precision", type=_positive_float, default=0.1, metavar="R",
+                   help="relative 95 %% half-width the rare-event estimator aims for (default 0.1)")
+    s.add_argument("--rare-seconds", type=_positive_float, default=120.0, metavar="S",
+                   help="time limit of the rare-event estimator (default 120)")
     s.add_argument("--dask", metavar="ADDRESS", help="run on a dask.distributed scheduler ('local' starts one)")
     s.set_defaults(func=cmd_simulate)
 
