@@ -6,6 +6,9 @@
 * Shared repair crews (FIFO): a continuous-time Markov chain over the repair queue; needs
   exponential times. With one mode and one crew it is the birth-death chain of FACTS.md.
 * LB and region outages are in series with the cluster (independent components).
+* Correlated failures, rolling maintenance (a deterministic stop per node: a periodic chain) and
+  two or more regions with exponential DR fail-over: the Markov chain of sim/ctmc.py. Anything
+  else is refused naming the key.
 """
 
 from __future__ import annotations
@@ -102,15 +105,10 @@ def shared_crews(modes: dict[str, FailureMode], n: int, k: int, crews: int) -> f
 
 
 def solve(spec: Spec) -> AnalyticResult:
-    if spec.correlated:
-        raise AnalyticUnsupported("correlated failures are not independent: simulate them")
-    if spec.maintenance is not None:
-        raise AnalyticUnsupported("a maintenance schedule is not a renewal process: simulate it")
-    if len(spec.region_sizes()) > 1:
-        raise AnalyticUnsupported("multi-region DR fail-over has no closed form here")
+    if len(spec.region_sizes()) > 1 or spec.correlated or spec.maintenance is not None:
+        return _solve_chain(spec)
     modes = spec.node.failure.modes()
-    n, k, crews = spec.cluster.nodes if not spec.regions else spec.region_sizes()[0], \
-        spec.cluster.min_nodes_up, spec.cluster.repair_crews
+    n, k, crews = spec.region_sizes()[0], spec.cluster.min_nodes_up, spec.cluster.repair_crews
     lb = alternating(spec.lb.failure) if spec.lb is not None and spec.lb.failure else 1.0
     outage = spec.regions[0].outage if spec.regions else None
     region = alternating(outage) if outage is not None else 1.0
@@ -124,3 +122,40 @@ def solve(spec: Spec) -> AnalyticResult:
         cluster = shared_crews(modes, n, k, crews)
         method = f"CTMC, {crews} shared FIFO repair crew(s)"
     return AnalyticResult(node, cluster, lb, region, cluster * lb * region, method)
+
+
+def _solve_chain(spec: Spec) -> AnalyticResult:
+    """Correlated failures, maintenance and DR: the Markov chain of sim/ctmc.py."""
+    from sim.ctmc import (
+        ChainUnsupported,
+        dr_service,
+        maintenance_phases,
+        periodic_working,
+        region_chain,
+        steady_working,
+    )
+
+    regions = len(spec.region_sizes())
+    if regions > 1 and spec.maintenance is not None:
+        raise AnalyticUnsupported("maintenance in more than one region (each at its own phase): "
+                                  "simulate it")
+    try:
+        chains = [region_chain(spec, r) for r in range(regions)]
+        if spec.maintenance is not None:
+            service = periodic_working(chains[0], maintenance_phases(spec, chains[0].n))
+            method = "periodic CTMC (maintenance)"
+        elif regions > 1:
+            service = dr_service(spec, chains)
+            method = f"CTMC of {regions} regions and DR fail-over ({spec.dr.mode})"  # type: ignore[union-attr]
+        else:
+            service = steady_working(chains[0])
+            method = "CTMC (correlated failures)"
+    except ChainUnsupported as err:
+        raise AnalyticUnsupported(str(err)) from None
+    lb = alternating(spec.lb.failure) if spec.lb is not None and spec.lb.failure else 1.0
+    outage = spec.regions[0].outage if spec.regions else None
+    region = alternating(outage) if outage is not None else 1.0
+    # region 0's cluster alone (LB and outage are independent and in series with it)
+    cluster = steady_working(chains[0]) / (lb * region) if spec.maintenance is None else \
+        service / (lb * region)
+    return AnalyticResult(None, cluster, lb, region, service, method)

@@ -7,7 +7,7 @@ import math
 import pytest
 from conftest import make_spec
 
-from sim.analytic import k_out_of_n, shared_crews, solve
+from sim.analytic import AnalyticUnsupported, k_out_of_n, shared_crews, solve
 from sim.metrics import summarise
 from sim.montecarlo import replicate_longrun, run
 from sim.spec import YEAR_S
@@ -43,6 +43,21 @@ CONFIGS = {
             "repair": {"dist": "lognormal", "median_hours": 6, "sigma": 0.4}}},
         regions=[{"name": "only", "outage": {"mtbf_hours": 900,
                                              "repair": {"dist": "gamma", "shape": 2, "mean_hours": 20}}}]),
+    "correlated zone loss (2 of 3 nodes), 1 crew, LB": dict(
+        cluster={"nodes": 3, "min_nodes_up": 2, "repair_crews": 1},
+        correlated=[{"name": "zone", "mtbf_hours": 500, "nodes": 2,
+                     "repair": {"dist": "exponential", "mean_hours": 3}}],
+        lb={"algorithm": "round_robin", "failure": {
+            "mtbf_hours": 2000, "repair": {"dist": "exponential", "mean_hours": 2}}}),
+    "rolling maintenance every 3 days, 4 h per node (periodic CTMC)": dict(
+        maintenance={"interval_days": 3, "per_node": {"dist": "deterministic", "value_hours": 4}}),
+    "two regions active-active, exponential DR fail-over": dict(**(DR := dict(
+        regions=[{"name": "a", "outage": {"mtbf_hours": 900,
+                                          "repair": {"dist": "exponential", "mean_hours": 20}}},
+                 {"name": "b", "nodes": 2, "weight": 0.5,
+                  "outage": {"mtbf_hours": 1200, "repair": {"dist": "exponential", "mean_hours": 10}}}],
+        dr={"mode": "active_active", "failover": {"dist": "exponential", "mean_s": 3600}}))),
+    "two regions active-passive": dict(regions=DR["regions"], dr={**DR["dr"], "mode": "active_passive"}),
 }
 
 
@@ -91,3 +106,14 @@ def test_k_out_of_n_formula() -> None:
     a = 0.9
     expected = sum(math.comb(3, i) * a**i * (1 - a) ** (3 - i) for i in range(2, 4))
     assert k_out_of_n(a, 3, 2) == pytest.approx(expected, rel=1e-12)
+
+
+def test_chain_refuses_naming_the_key() -> None:
+    spec = make_spec(correlated=[{"name": "zone", "mtbf_hours": 500, "nodes": 2,
+                                  "repair": {"dist": "lognormal", "median_hours": 3, "sigma": 1}}])
+    with pytest.raises(AnalyticUnsupported, match="correlated.zone.repair"):
+        solve(spec)
+    lognormal_stop = make_spec(maintenance={"interval_days": 3, "per_node": {
+        "dist": "lognormal", "median_hours": 3, "sigma": 1}})
+    with pytest.raises(AnalyticUnsupported, match="maintenance.per_node"):
+        solve(lognormal_stop)
