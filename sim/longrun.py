@@ -43,7 +43,7 @@ class ReplicationResult:
     horizon_s: float
     downtime_s_per_year: np.ndarray  # service downtime (traffic-share weighted) per simulated year
     downtime_s_by_cause: dict[str, float]
-    outages: list[tuple[str, float, float]]  # (cause, seconds, traffic share) per share outage
+    outages: list[tuple[str, float, float, float]]  # (cause, seconds, traffic share, end time)
     rpo_s: list[float]  # data-age lost per DR fail-over
     dr_failovers: int
     events_by_cause: dict[str, int] = field(default_factory=dict)
@@ -299,7 +299,7 @@ class LongRunModel:
         # Service ledger: times where the served share changed, and its new value.
         self.t: list[float] = [0.0]
         self.v: list[float] = [1.0]
-        self.outages: list[tuple[str, float, float]] = []
+        self.outages: list[tuple[str, float, float, float]] = []
         self.rpo: list[float] = []
         self.dr_failovers = 0
         sizes = spec.region_sizes()
@@ -352,7 +352,7 @@ class LongRunModel:
             if value != self.v[-1]:
                 s = self.shares[0]
                 if value:
-                    self.outages.append((s.cause, now - s.down_since, 1.0))
+                    self.outages.append((s.cause, now - s.down_since, 1.0, now))
                     s.down_since = None
                 else:
                     s.down_since, s.cause = now, cause
@@ -368,7 +368,7 @@ class LongRunModel:
             ok = not s.floating and regions[s.serving].working
             if ok:
                 if s.down_since is not None:
-                    self.outages.append((s.cause, now - s.down_since, s.weight / self.total_weight))
+                    self.outages.append((s.cause, now - s.down_since, s.weight / self.total_weight, now))
                     s.down_since = None
                 served += s.weight
             elif s.down_since is None:
@@ -404,12 +404,12 @@ class LongRunModel:
         now = self.horizon
         for s in self.shares:
             if s.down_since is not None:  # censored at the horizon; still counted as downtime
-                self.outages.append((s.cause, now - s.down_since, s.weight / self.total_weight))
+                self.outages.append((s.cause, now - s.down_since, s.weight / self.total_weight, now))
         t = np.append(np.asarray(self.t), now)
         v = np.asarray(self.v)
         down = (1.0 - v) * np.diff(t)
         by_cause: dict[str, float] = {}
-        for cause, d, share in self.outages:  # each share's outage belongs to what started it
+        for cause, d, share, _ in self.outages:  # each share's outage belongs to what started it
             by_cause[cause] = by_cause.get(cause, 0.0) + d * share
         # Cumulative downtime at each ledger time, then at each year boundary.
         cum = np.concatenate([[0.0], np.cumsum(down)])

@@ -121,6 +121,7 @@ class TransientResult:
     initial_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # per node
     notice_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # per affected client
     tries: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # attempts, per client
+    lb_down_s: float = float("inf")  # when the LB took the failed node out (inf: never)
 
 
 # ---------------------------------------------------------------------------- shared pieces
@@ -376,8 +377,10 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     all_nodes = np.concatenate(arrivals_node) if arrivals_node else np.empty(0, int)
     all_t = np.concatenate(arrivals_t) if arrivals_t else np.empty(0)
     keep = all_nodes >= 0
-    return finish(sc, outage, final, orig, counts, all_nodes[keep], all_t[keep], rng, attempts,
-                  rate, np.bincount(node_of, minlength=sc.nodes), detect, attempt + 1)
+    result = finish(sc, outage, final, orig, counts, all_nodes[keep], all_t[keep], rng, attempts,
+                    rate, np.bincount(node_of, minlength=sc.nodes), detect, attempt + 1)
+    result.lb_down_s = float(lb_down.min()) if len(lb_down) else float("inf")
+    return result
 
 
 ATTEMPT, RELEASE = 0, 1

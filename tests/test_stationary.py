@@ -70,5 +70,5 @@ def test_lb_and_region_start_down_with_their_steady_state_probability() -> None:
 
 def _down_at_zero(result) -> bool:
     """An outage that lasted from t = 0 (the first entry's length is where it ended)."""
-    cause, seconds, _ = result.outages[0]
+    cause, seconds = result.outages[0][:2]
     return cause == "lb" and seconds > 0 and result.events_by_cause.get("lb", 0) < len(result.outages)

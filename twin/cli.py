@@ -246,7 +246,14 @@ def cmd_storm(args: argparse.Namespace) -> int:
     sc, result = run_storm(spec, args.fail, f"node.{args.mode}", return_after_s=args.return_after)
     for line in storm_summary(spec, sc, result):
         print(line)
-    path = plot_storm(sc, result, Path(args.plot), f"{spec.meta.name}: node {args.fail} {args.mode}")
+    lb = spec.lb
+    title = (f"{spec.meta.name}: node {args.fail} of {n} {args.mode}, {len(result.outage_s):,} of its "
+             f"clients; {lb.algorithm if lb else 'no'} LB, {lb.probe.protocol if lb else '-'} probe, "
+             f"sessions {spec.cluster.sessions}")
+    from sim.plots import file_stem
+
+    plot = Path(args.plot or f"out/{file_stem(spec.meta.name)}-storm-node{args.fail}-{args.mode}.png")
+    path = plot_storm(sc, result, plot, title)
     print(f"plot: {path}")
     return 0
 
@@ -504,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--mode", default="crash", help="crash, vm, hang, disk or partition")
     st.add_argument("--return-after", type=_positive_float, default=float("inf"), metavar="S",
                     help="seconds until the failed node is healthy again (default: never)")
-    st.add_argument("--plot", default="out/storm.png", metavar="PNG")
+    st.add_argument("--plot", metavar="PNG", help="default out/<topology>-storm-node<N>-<mode>.png")
     st.set_defaults(func=cmd_storm)
 
     def _broker_option(p: argparse.ArgumentParser) -> None:
