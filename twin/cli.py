@@ -483,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stationary (default): the long run; new: the first years after a rollout")
         sp.add_argument("--workers", type=_positive_int, help="processes (default: all cores)")
 
+    from twin.study_cli import register
+
+    register(sub, run_opts)
     s = sub.add_parser("simulate", help="availability study of a topology")
     run_opts(s)
     s.add_argument("--json", metavar="OUT", help="write the metrics JSON (DESIGN §2)")
