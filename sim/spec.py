@@ -207,6 +207,23 @@ class CalibrationRef(_Model):
     use: Literal["outages", "mechanism"] = "outages"
 
 
+class Uncertain(_Model):
+    """An input known only to lie in a range (studies/sensitivity.py varies it there)."""
+
+    low: float = Field(allow_inf_nan=False)
+    high: float = Field(allow_inf_nan=False)
+    log: bool = Field(False, description="vary on a log scale (rates that span decades)")
+    reason: str = Field(min_length=1, description="where the range comes from: FACTS or 'assumption'")
+
+    @model_validator(mode="after")
+    def _check(self) -> Uncertain:
+        if not self.low < self.high:
+            raise ValueError(f"low = {self.low}: must be < high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"low = {self.low}: must be > 0 on a log scale")
+        return self
+
+
 class Spec(_Model):
     meta: Meta
     targets: Targets = Targets()
@@ -220,6 +237,8 @@ class Spec(_Model):
     maintenance: Maintenance | None = None
     correlated: list[CorrelatedFailure] = Field(default_factory=list)
     calibration: CalibrationRef | None = None
+    uncertainty: dict[str, Uncertain] = Field(
+        default_factory=dict, description="dotted key -> range, for twin sensitivity")
 
     @model_validator(mode="after")
     def _check(self) -> Spec:

@@ -26,6 +26,16 @@ def parse_value(text: str) -> Any:
 
 
 def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    if ".*." in key:  # every item of a list: regions.*.outage.mtbf_hours
+        head, tail = key.split(".*.", 1)
+        items = data
+        for part in head.split("."):
+            items = items.get(part) if isinstance(items, dict) else None  # type: ignore[assignment]
+        if not isinstance(items, list) or not items:
+            raise VariantError(f"{key}: {head} is not a list with items")
+        for i in range(len(items)):
+            _set(data, f"{head}.{i}.{tail}", value)
+        return
     parts = key.split(".")
     node: Any = data
     for i, part in enumerate(parts[:-1]):

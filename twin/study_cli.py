@@ -115,6 +115,93 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(float(v)) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers separated by commas") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers >= 1")
+    return values
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from sim.analytic import AnalyticUnsupported, solve
+    from sim.plots import file_stem
+    from studies import sensitivity as sens
+    from studies.variants import VariantError, apply
+
+    spec = cli._with_overrides(load_spec(args.spec), args)
+    if not spec.uncertainty:
+        raise cli.UsageError(f"{args.spec}: no [uncertainty] table: nothing to vary (give dotted "
+                             "keys with {{ low, high, reason }})")
+    try:
+        for key, u in spec.uncertainty.items():  # every end of every range is a valid design
+            for x in (u.low, u.high):
+                apply(spec, {key: sens._value(spec, key, x)})
+    except (VariantError, KeyError, IndexError, TypeError) as err:
+        raise cli.UsageError(f"{args.spec}: uncertainty: {err}") from None
+    if args.evaluator == "exact":
+        try:
+            solve(spec)
+        except AnalyticUnsupported as err:
+            raise cli.UsageError(f"--evaluator exact: {args.spec}: {err}") from None
+        evaluator = sens.exact
+    else:
+        evaluator = lambda s: sens.simulated(s, workers=args.workers)  # noqa: E731
+    df = sens.tornado(spec, evaluator, flip_steps=args.flip_steps)
+    budget = sens._budget(spec)
+    for metric, sub in df.groupby("metric", sort=False):
+        table = Table(box=None, pad_edge=False,
+                      title=f"{sens.METRICS.get(metric, metric)}: as written {sub['at_base'].iloc[0]:.4g}")
+        for col in ("input (low .. high)", "at low", "at high", "verdict flips at"):
+            table.add_column(col, overflow="fold")
+        for r in sub.itertuples():
+            table.add_row(f"{r.input} ({r.low:g} .. {r.high:g})", f"{r.at_low:.4g}", f"{r.at_high:.4g}",
+                          ("-" if budget is None else "not in range") if r.flips_at is None
+                          or r.flips_at != r.flips_at else f"{r.flips_at:.4g}")
+        Console().print(table)
+    out = Path(args.plots)
+    for metric in df["metric"].unique():
+        path = sens.tornado_plot(df, metric, out / f"{file_stem(spec.meta.name)}-tornado-{metric}.png",
+                                 f"{spec.meta.name}: {sens.METRICS.get(metric, metric)}, each input "
+                                 "at its low and high", sens._budget(spec))
+        print(f"plot: {path}")
+    if args.sobol:
+        sob = sens.sobol(spec, evaluator, samples=args.sobol)
+        Console().print(sob.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if args.csv:
+            sob.to_csv(Path(args.csv).with_suffix(".sobol.csv"), index=False)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from sim.plots import file_stem
+    from studies.capacity import plot, size_table, smallest
+
+    spec = load_spec(args.spec)
+    if not (spec.cluster.overload_connections or spec.cluster.max_connections):
+        raise cli.UsageError(f"{args.spec}: cluster.overload_connections (or max_connections) is "
+                             "not set: there is no per-node capacity to plan against")
+    table = size_table(spec, args.devices, list(range(spec.cluster.min_nodes_up + 1,
+                                                       args.max_nodes + 1)))
+    best = smallest(table)
+    for row in best.itertuples():
+        n = row.nodes_per_region
+        print(f"{row.devices:>10,} devices: " + (f"{n:.0f} nodes per region" if n == n else
+                                                 f"no size up to {args.max_nodes} nodes fits"))
+    path = plot(table, Path(args.plot or f"out/{file_stem(spec.meta.name)}-capacity.png"),
+                f"{spec.meta.name}: nodes per region for N-1 and N-2")
+    print(f"plot: {path}")
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
 def register(sub, run_opts) -> None:
     c = sub.add_parser("compare", help="designs side by side: paired differences with 95 % CIs")
     c.add_argument("specs", nargs="+", help="topology files")
@@ -133,6 +220,27 @@ def register(sub, run_opts) -> None:
     s.add_argument("--parquet", metavar="OUT")
     s.add_argument("--no-cache", action="store_true", help="run every design again")
     s.set_defaults(func=cmd_sweep)
+
+    se = sub.add_parser("sensitivity", help="which uncertain input decides the verdict")
+    run_opts(se)
+    se.add_argument("--evaluator", choices=["simulated", "exact"], default="simulated",
+                    help="simulated runs (cached), or twin analytic's exact answer where it has one")
+    se.add_argument("--flip-steps", type=int, default=3, metavar="N",
+                    help="bisections locating where the verdict flips (default 3)")
+    se.add_argument("--sobol", type=cli._positive_int, metavar="N",
+                    help="also Sobol indices from N x (inputs + 2) evaluations")
+    se.add_argument("--plots", default="out", metavar="DIR")
+    se.add_argument("--csv", metavar="OUT")
+    se.set_defaults(func=cmd_sensitivity)
+
+    ca = sub.add_parser("capacity", help="nodes per region for a growth path of devices")
+    ca.add_argument("spec")
+    ca.add_argument("--devices", type=_ints, default=[100_000, 250_000, 500_000, 1_000_000],
+                    metavar="N,N,...", help="fleet sizes (default 100k,250k,500k,1M)")
+    ca.add_argument("--max-nodes", type=cli._positive_int, default=8, metavar="N")
+    ca.add_argument("--plot", metavar="PNG", help="default out/<topology>-capacity.png")
+    ca.add_argument("--csv", metavar="OUT")
+    ca.set_defaults(func=cmd_capacity)
 
 
 def _shared(p: argparse.ArgumentParser) -> None:
