@@ -20,3 +20,32 @@ def test_lab_validation_notebook_runs_on_committed_files() -> None:
     for mode in ("crash", "hang", "partition"):
         assert "**all held-out" in markdown and f"| {mode} |" in markdown
     assert len(images) == 1
+
+
+def _run(name: str) -> tuple[str, str]:
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    NotebookClient(nb, timeout=1800, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
+    assert not errors, errors[0].get("evalue")
+    text = "".join(o.get("text", "") for o in outputs)
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    return text, markdown
+
+
+def test_planner_notebooks_run_and_conclude_from_their_numbers(tmp_path, monkeypatch) -> None:
+    """Both notebooks top to bottom on CI's small budget: the capacity plan comes out of the
+    failover model (N-2 below 80k connections per node), and the what-if conclusion names the
+    LB changes that fix the hung-node problem as shown better for devices."""
+    monkeypatch.setenv("TWIN_NOTEBOOK_BUDGET", "small")
+    monkeypatch.setenv("TWIN_CACHE", str(tmp_path / "cache"))
+    text, markdown = _run("capacity-planning.ipynb")
+    assert "plan: {100000: 3.0, 250000: 5.0, 500000: 6.0, 1000000: nan}" in text
+    assert "1,000,000 devices: no size up to 8 nodes per region" in markdown
+    text, markdown = _run("what-if.ipynb")
+    assert "conclusion drawn from 13 designs" in text
+    better = next(line for line in markdown.splitlines() if line.startswith("- Shown better"))
+    for design in ("HTTP probe", "Azure LB: 5-tuple hash"):
+        assert design in better, better
+    assert "As written, a device is disconnected" in markdown
