@@ -241,6 +241,7 @@ def register(sub, run_opts) -> None:
     ca.add_argument("--plot", metavar="PNG", help="default out/<topology>-capacity.png")
     ca.add_argument("--csv", metavar="OUT")
     ca.set_defaults(func=cmd_capacity)
+    register_review(sub)
 
 
 def _shared(p: argparse.ArgumentParser) -> None:
@@ -250,3 +251,59 @@ def _shared(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=cli._positive_int, help="processes (default: all cores)")
     p.add_argument("--csv", metavar="OUT")
     p.add_argument("--no-cache", action="store_true", help="run every design again")
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from review.claims import load_claims
+    from review.engine import run_review
+    from review.render import html_report, markdown, print_table
+    from sim.plots import _availability
+    from studies.compare import forest_plot
+
+    path = Path(args.claims)
+    claims = load_claims(path)
+    for out in (args.markdown, args.html):
+        if out:
+            cli._check_writable(Path(out))
+    tops = [Path(args.topology)] if args.topology else [path.parent / claims.review.topology]
+    if args.recommended:
+        tops.append(Path(args.recommended))
+    for t in tops:
+        load_spec(t)  # every topology valid before any run
+    sides, figures = [], []
+    for t in tops:
+        bar, tick = _progress(len(claims.claim), f"review {t.name}")
+        with bar:
+            spec, verdicts, table = run_review(claims, path, t, workers=args.workers, on_done=tick,
+                                               years=args.years, replications=args.replications)
+        name = "as written" if t == tops[0] else "as recommended"
+        print_table(f"{name}: {spec.meta.name} ({spec.simulation.years:g} years x "
+                    f"{spec.simulation.replications})", verdicts)
+        sides.append((f"{name} ({spec.meta.name})", verdicts))
+        from studies.evaluate import evaluate
+
+        summary = evaluate(spec, workers=args.workers, progress=False).summary
+        figures.append(lambda p, s=summary, n=spec.meta.name: _availability(s, p, n))
+        if table is not None and t == tops[0]:
+            figures.append(lambda p, df=table: forest_plot(df[df["metric"].isin(
+                ["service downtime", "client-weighted downtime", "sessions lost"])], p,
+                "each recommended change against the design as written (95 % CI)"))
+    if args.markdown:
+        cli._write(Path(args.markdown), markdown(sides))
+    if args.html:
+        cli._write(Path(args.html), html_report(sides, figures))
+    return 0
+
+
+def register_review(sub) -> None:
+    r = sub.add_parser("review", help="check every claim of an HA design document")
+    r.add_argument("claims", help="claims file (models/renata-claims.toml)")
+    r.add_argument("--topology", metavar="SPEC", help="the design as written (default: the "
+                   "claims file's [review] topology)")
+    r.add_argument("--recommended", metavar="SPEC", help="also review this design, side by side")
+    r.add_argument("--markdown", metavar="OUT")
+    r.add_argument("--html", metavar="OUT", help="one self-contained file, plots inlined")
+    r.add_argument("--workers", type=cli._positive_int)
+    r.add_argument("--years", type=cli._positive_float, help="per replication (default: the claims file's)")
+    r.add_argument("--replications", type=cli._positive_int)
+    r.set_defaults(func=cmd_review)
