@@ -154,7 +154,7 @@ lines.append("- Sizes within the five-nines budget for devices: " + (", ".join(w
 if SMALL:
     lines.append("- *(small budget: 10 years x 2 replications per design)*")
 display(Markdown("\\n".join(lines)))
-print("plan:", dict(zip(plan["devices"], plan["nodes_per_region"])))'''),
+print("plan:", dict(zip(plan["devices"], plan["nodes_per_region"], strict=True)))'''),
 ]
 
 

@@ -8,6 +8,10 @@ entry. DESIGN §1.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import pickle
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -125,8 +129,59 @@ def _entry(result: TransientResult, rng: np.random.Generator, scale: float) -> P
 _POOLS: dict[tuple, list[PoolEntry]] = {}
 
 
+def transient_inputs(spec: Spec) -> str:
+    """The spec without what no transient reads (names, targets, run length, how often things
+    fail): designs that differ only there share their pools."""
+    data = spec.model_dump(mode="json", exclude={"meta", "targets", "uncertainty"})
+    data["simulation"] = {"seed": spec.simulation.seed}
+    for mode in data["node"]["failure"].values():
+        if mode:
+            mode.pop("mtbf_hours", None)
+            mode.pop("ttf", None)
+    if data.get("lb"):
+        data["lb"].pop("failure", None)
+    for region in data.get("regions", []):
+        region.pop("outage", None)
+    for c in data.get("correlated", []):
+        c.pop("mtbf_hours", None)
+    if data.get("maintenance"):
+        data["maintenance"].pop("interval_days", None)
+    return json.dumps(data, sort_keys=True)
+
+
 def spec_id(spec: Spec) -> int:
-    return zlib.crc32(spec.model_dump_json().encode())
+    return zlib.crc32(transient_inputs(spec).encode())
+
+
+def _disk_pool(spec: Spec, cls: tuple, build) -> list[PoolEntry]:
+    """Pools on disk when TWIN_POOL_CACHE names a folder (studies set it): every process and every
+    later run of a design with the same transient inputs loads them instead of simulating."""
+    folder = os.environ.get("TWIN_POOL_CACHE")
+    if not folder:
+        return build()
+    h = hashlib.sha256((transient_inputs(spec) + repr(cls) + _SOURCE).encode()).hexdigest()[:32]
+    path = Path(folder) / f"{h}.pkl"
+    if path.is_file():
+        try:
+            return pickle.loads(path.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError):
+            pass  # a torn file: build it again
+    entries = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(pickle.dumps(entries))
+    tmp.replace(path)
+    return entries
+
+
+def _source_hash() -> str:
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+_SOURCE = _source_hash()
 
 
 _CALIBRATIONS: dict[str, dict] = {}
@@ -207,30 +262,36 @@ def pool(spec: Spec, region: int, cause: str, up_before: int, spec_key: int | No
     cls = (spec.region_sizes()[region], clients, cause, up_before)
     key = (spec_id(spec) if spec_key is None else spec_key, *cls)
     if key not in _POOLS:
-        rng = np.random.default_rng(np.random.SeedSequence(
-            spec.simulation.seed, spawn_key=(POOL_SALT, zlib.crc32(repr(cls).encode()))))
-        repair = _repair_dist(spec, cause)
-        scale = min(1.0, POOL_MAX_CLIENTS / clients) if clients else 1.0
-        entries = []
-        fitted = calibrated_mode(spec, cause)
-        mechanism = fitted is not None and spec.calibration is not None \
-            and spec.calibration.use == "mechanism"
-        for _ in range(POOL_SIZE if fitted is None or mechanism else 0):
-            back = float(repair.rvs(random_state=rng)) if repair is not None else float("inf")
-            sc = scenario_for(spec, region, cause, up_before, back, scale)
-            if mechanism:
-                sc = mechanism_scenario(spec, sc, fitted, rng)
-            entry = _entry(simulate(sc, rng), rng, scale)
-            if mechanism:  # loss the lab saw that the mechanism does not explain, per subscriber
-                subs = max(1.0, fitted.get("lab_subscribers_per_node", 10.0))
-                entry.qos1_lost += max(0.0, fitted.get("acknowledged_lost_residual_per_event") or 0.0) \
-                    * entry.affected * spec.clients.subscriber_fraction / subs
-            entries.append(entry)
-        if fitted is not None and not mechanism:
-            entries = [_calibrated_entry(spec, region, up_before, fitted, rng)
-                       for _ in range(POOL_SIZE)]
-        _POOLS[key] = entries
+        _POOLS[key] = _disk_pool(spec, cls, lambda: _build_pool(spec, region, cause, up_before, cls,
+                                                                 clients))
     return _POOLS[key]
+
+
+def _build_pool(spec: Spec, region: int, cause: str, up_before: int, cls: tuple, clients: int
+                ) -> list[PoolEntry]:
+    rng = np.random.default_rng(np.random.SeedSequence(
+        spec.simulation.seed, spawn_key=(POOL_SALT, zlib.crc32(repr(cls).encode()))))
+    repair = _repair_dist(spec, cause)
+    scale = min(1.0, POOL_MAX_CLIENTS / clients) if clients else 1.0
+    entries = []
+    fitted = calibrated_mode(spec, cause)
+    mechanism = fitted is not None and spec.calibration is not None \
+        and spec.calibration.use == "mechanism"
+    for _ in range(POOL_SIZE if fitted is None or mechanism else 0):
+        back = float(repair.rvs(random_state=rng)) if repair is not None else float("inf")
+        sc = scenario_for(spec, region, cause, up_before, back, scale)
+        if mechanism:
+            sc = mechanism_scenario(spec, sc, fitted, rng)
+        entry = _entry(simulate(sc, rng), rng, scale)
+        if mechanism:  # loss the lab saw that the mechanism does not explain, per subscriber
+            subs = max(1.0, fitted.get("lab_subscribers_per_node", 10.0))
+            entry.qos1_lost += max(0.0, fitted.get("acknowledged_lost_residual_per_event") or 0.0) \
+                * entry.affected * spec.clients.subscriber_fraction / subs
+        entries.append(entry)
+    if fitted is not None and not mechanism:
+        entries = [_calibrated_entry(spec, region, up_before, fitted, rng)
+                   for _ in range(POOL_SIZE)]
+    return entries
 
 
 @dataclass

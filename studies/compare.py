@@ -126,7 +126,7 @@ def forest_plot(df: pd.DataFrame, path: Path, title: str = "") -> Path:
         ax.set_ylim(-0.7, len(designs) - 0.3)
     fig.suptitle(title or "paired differences, 95 % CI (grey: CI contains 0; green: better; "
                  "red: worse)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the suptitle
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -86,6 +86,8 @@ def evaluate(spec: Spec, workers: int | None = None, use_cache: bool = True,
              progress: bool | None = None, on_done: Callable[[DesignResult], None] | None = None
              ) -> DesignResult:
     """Run (or load) one design: its full summary and its per-replication figures."""
+    # failover transients on disk too: designs differing only in failure rates share them
+    os.environ.setdefault("TWIN_POOL_CACHE", str(cache_dir() / "pools"))
     path = cache_dir() / f"{cache_key(spec)}.json"
     if use_cache and path.is_file():
         data = json.loads(path.read_text())

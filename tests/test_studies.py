@@ -59,3 +59,29 @@ def test_variants_are_checked_before_any_work() -> None:
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "cluster.nodes" in out.stderr
+
+
+def test_pool_cache_gives_the_same_answer_and_is_shared_across_failure_rates(tmp_path, monkeypatch) -> None:
+    """Transient pools on disk (TWIN_POOL_CACHE) are keyed by what a transient reads: a design
+    differing only in MTBF loads them, and every figure is identical to a run without the cache."""
+    from sim.metrics import summarise
+    from sim.montecarlo import run
+
+    spec = make_spec(simulation={"years": 2, "replications": 2, "seed": 5}, clients={"count": 3000},
+                     lb={"algorithm": "round_robin"},
+                     node={"failure": {"crash": {"mtbf_hours": 100,
+                                                 "repair": {"dist": "exponential", "mean_s": 60}}}})
+    monkeypatch.delenv("TWIN_POOL_CACHE", raising=False)
+    plain = summarise(spec, run(spec, workers=1, progress=False).results)
+    folder = tmp_path / "pools"
+    monkeypatch.setenv("TWIN_POOL_CACHE", str(folder))
+    import sim.clientimpact as ci
+
+    ci._POOLS.clear()
+    cached = summarise(spec, run(spec, workers=1, progress=False).results)
+    files = set(folder.iterdir())
+    assert files and cached["availability"] == plain["availability"]
+    ci._POOLS.clear()
+    faster = apply(spec, {"node.failure.crash.mtbf_hours": 50})
+    run(faster, workers=1, progress=False)
+    assert set(folder.iterdir()) == files  # nothing new was built
