@@ -38,6 +38,8 @@ class Claim(BaseModel):
     source: str | None = None
     why: str | None = None
     recommend: Recommend | None = None
+    # the claim is about this setting: a design that changed it has replaced the claim
+    applies_if: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Claim:

@@ -55,6 +55,10 @@ def _fmt(v: Any) -> str:
 
 def _check(claim: Claim, summary: dict[str, Any], lab: dict[str, Any]) -> tuple[str, str]:
     """(verdict, figure) for one claim against one run."""
+    for key, value in (claim.applies_if or {}).items():
+        actual = lookup(summary["spec"], key)
+        if actual != value:
+            return "holds", f"replaced in this design: {key} = {actual}"
     if claim.check == "target":
         t = summary["targets"].get(claim.key)
         if t is None:

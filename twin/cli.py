@@ -467,6 +467,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     for name, value, unit in benchmarks(workers=args.workers or 2):
         print(f"{name}: {value:.3f} {unit}", flush=True)
+    if args.studies:
+        from studies.bench import study_benchmarks
+
+        for name, value, unit in study_benchmarks(workers=args.workers or 2):
+            print(f"{name}: {value:.3f} {unit}", flush=True)
     return 0
 
 
@@ -569,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="print speed figures")
     b.add_argument("--workers", type=_positive_int)
+    b.add_argument("--studies", action="store_true",
+                   help="also sweep the 24-design what-if matrix at the reference's settings (~20 min)")
     b.set_defaults(func=cmd_bench)
     return p
 
