@@ -588,6 +588,19 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated
 
 
+def _stop_now(message: str, code: int) -> NoReturn:
+    """Leave at once: `finally` blocks (lab faults undone, workers terminated) have run while the
+    interrupt unwound; interpreter teardown could still wait on a process pool's manager thread,
+    which once kept an interrupted run alive for more than 10 s."""
+    print(message, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     from sim.montecarlo import RunError
 
@@ -602,11 +615,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"twin: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("twin: interrupted (Ctrl-C); stopped", file=sys.stderr)
-        return 130
+        _stop_now("twin: interrupted (Ctrl-C); stopped", 130)
     except Terminated:
-        print("twin: terminated (SIGTERM); stopped", file=sys.stderr)
-        return 143
+        _stop_now("twin: terminated (SIGTERM); stopped", 143)
     except BrokenPipeError:  # output piped into `head`: not an error worth a traceback
         sys.stdout = None  # type: ignore[assignment]
         return 0
