@@ -12,7 +12,7 @@ from typing import Any
 
 from review.claims import Claim, ClaimsFile
 from sim.spec import Spec, load_spec
-from studies.compare import compare
+from studies.compare import table as paired_table
 from studies.evaluate import evaluate
 from studies.variants import apply
 
@@ -86,6 +86,10 @@ def _check(claim: Claim, summary: dict[str, Any], lab: dict[str, Any]) -> tuple[
     return "not checkable here", claim.why or ""
 
 
+def _change_key(claim: Claim) -> str:
+    return json.dumps(claim.recommend.changes if claim.recommend else {}, sort_keys=True)
+
+
 def run_review(claims: ClaimsFile, claims_path: Path, topology: Path | None = None,
                workers: int | None = None, on_done: Callable[[Any], None] | None = None,
                years: float | None = None, replications: int | None = None
@@ -97,23 +101,19 @@ def run_review(claims: ClaimsFile, claims_path: Path, topology: Path | None = No
                                              "replications": replications or claims.review.replications})
     spec = spec.model_copy(update={"simulation": sim})
     lab = json.loads((root / claims.review.calibration).read_text())
-    variants: dict[str, Spec] = {}
+    variants: dict[str, Spec] = {}  # one design per distinct change
     for c in claims.claim:
         if c.recommend is not None:
-            key = json.dumps(c.recommend.changes, sort_keys=True)
-            if key not in variants:
-                variants[key] = apply(spec, c.recommend.changes, name=c.recommend.text[:60])
+            variants.setdefault(_change_key(c), apply(spec, c.recommend.changes, name=c.recommend.text[:60]))
     base = evaluate(spec, workers=workers, progress=False, on_done=on_done)
-    table = compare([spec, *variants.values()], workers=workers, on_done=on_done) if variants else None
-    results = {json.dumps(c.recommend.changes, sort_keys=True): evaluate(
-        variants[json.dumps(c.recommend.changes, sort_keys=True)], workers=workers, progress=False)
-        for c in claims.claim if c.recommend is not None}
+    results = {k: evaluate(v, workers=workers, progress=False, on_done=on_done) for k, v in variants.items()}
+    table = paired_table([base, *results.values()]) if results else None
     verdicts = []
     for c in claims.claim:
         verdict, figure = _check(c, base.summary, lab)
         rec = ""
         if c.recommend is not None and not verdict.startswith("holds"):
-            after = results[json.dumps(c.recommend.changes, sort_keys=True)].summary
+            after = results[_change_key(c)].summary
             new_verdict, new_figure = _check(c, after, lab)
             shown = c.recommend.path or c.path or (f"targets.{c.key}.value" if c.key else None)
             change = ""

@@ -13,13 +13,11 @@ from rich.table import Table
 
 from review.engine import Verdict
 
-STYLE = {"holds": "green", "fails": "red"}
+STYLE = {"holds": "green", "fails": "red", "cond": "yellow"}
 
 
 def _style(verdict: str) -> str:
-    return STYLE.get(verdict.split(" ")[0] if verdict.startswith(("holds ", "fails")) and
-                     not verdict.startswith("holds only") else verdict, "yellow"
-                     if verdict.startswith(("holds only", "not shown")) else "")
+    return STYLE.get(_css(verdict), "")
 
 
 def counts(verdicts: list[Verdict]) -> dict[str, int]:

@@ -1,3 +1,20 @@
 """mqtt-ha-twin simulator: long-run SimPy model, vectorised failover transients, analytics."""
 
 __version__ = "0.1.0"
+
+
+def source_fingerprint() -> str:
+    """A hash of the simulator's source: caches of its results are valid only for the same code."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import hashlib
+        from pathlib import Path
+
+        h = hashlib.sha256(__version__.encode())
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            h.update(path.read_bytes())
+        _FINGERPRINT = h.hexdigest()
+    return _FINGERPRINT
+
+
+_FINGERPRINT: str | None = None

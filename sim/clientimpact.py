@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim import source_fingerprint
 from sim.longrun import NodeEvent, ReplicationResult
 from sim.spec import Spec
 from sim.transient import HORIZON_CAP_S, Scenario, TransientResult, simulate
@@ -159,7 +160,7 @@ def _disk_pool(spec: Spec, cls: tuple, build) -> list[PoolEntry]:
     folder = os.environ.get("TWIN_POOL_CACHE")
     if not folder:
         return build()
-    h = hashlib.sha256((transient_inputs(spec) + repr(cls) + _SOURCE).encode()).hexdigest()[:32]
+    h = hashlib.sha256((transient_inputs(spec) + repr(cls) + source_fingerprint()).encode()).hexdigest()[:32]
     path = Path(folder) / f"{h}.pkl"
     if path.is_file():
         try:
@@ -174,14 +175,6 @@ def _disk_pool(spec: Spec, cls: tuple, build) -> list[PoolEntry]:
     return entries
 
 
-def _source_hash() -> str:
-    h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-_SOURCE = _source_hash()
 
 
 _CALIBRATIONS: dict[str, dict] = {}

@@ -19,7 +19,7 @@ import numpy as np
 
 import sim
 from sim.longrun import ReplicationResult
-from sim.metrics import availability_per_replication, summarise
+from sim.metrics import MINUTES_PER_YEAR, availability_per_replication, summarise
 from sim.montecarlo import run
 from sim.spec import Spec
 
@@ -42,28 +42,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TWIN_CACHE", "out/cache"))
 
 
-def _source_hash() -> str:
-    h = hashlib.sha256(sim.__version__.encode())
-    for path in sorted(Path(sim.__file__).parent.glob("*.py")):
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-_SOURCE = _source_hash()
-
-
 def cache_key(spec: Spec) -> str:
     # the name and description do not change a result
     h = hashlib.sha256(json.dumps(spec.model_dump(mode="json", exclude={"meta"}), sort_keys=True).encode())
     if spec.calibration is not None:
         h.update(Path(spec.calibration.file).read_bytes())
-    h.update(_SOURCE.encode())
+    h.update(sim.source_fingerprint().encode())
     return h.hexdigest()[:24]
 
 
 def per_replication(spec: Spec, results: list[ReplicationResult]) -> dict[str, np.ndarray]:
     service = availability_per_replication(results)
-    budget = (1 - spec.targets.availability) * 525_960 if spec.targets.availability else None
+    budget = (1 - spec.targets.availability) * MINUTES_PER_YEAR if spec.targets.availability else None
     out = {
         "service_availability": service,
         "client_weighted_availability": np.array(

@@ -105,8 +105,10 @@ def parse_set(items: list[str]) -> dict[str, list[Any]]:
 def _split(text: str) -> list[str]:
     out, depth, cur = [], 0, ""
     for ch in text:
-        depth += ch in "{[" and 1 or 0
-        depth -= ch in "}]" and 1 or 0
+        if ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
         if ch == "," and depth == 0:
             out.append(cur)
             cur = ""
