@@ -19,11 +19,14 @@ from sim.calibration import (
     MIN_SAMPLES,
     ROLES_POLL_S,
     CalibrationError,
+    _refused_share,
     _store_down_s,
     calibrate,
+    consistent_with_targets,
     ks_over_runs,
     load_results,
     meets_targets,
+    rel_error_over_runs,
     replay_scenario,
     validate,
 )
@@ -313,6 +316,29 @@ def test_emqx_takeover_hold_refusals_and_release_are_counted() -> None:
     dropped_run = _emqx_like([[2, False, 5.2], [2, False, 5.2], [14, False, 4.3],
                               [20, True, 0.0], [20, True, 0.0]], released_s=18.1)
     assert _store_down_s(dropped_run)[5:] == (1, 1)
+
+
+def test_a_runs_refused_share_is_its_own_after_a_held_connect() -> None:
+    """The replay takes each run's share of CONNECTs refused after a held one (client 0: held,
+    refused; client 1: held, held): 1 of 2, whatever the calibration runs did."""
+    run = _emqx_like([[2, False, 5.2, 0], [9, False, 0.0, 0], [2, False, 5.2, 1],
+                      [9, False, 5.2, 1], [20, True, 0.0, 0], [20, True, 0.0, 1]], released_s=18.1)
+    run["meta"].update(fault="pause", sessions="memory")
+    assert _refused_share(run) == pytest.approx(0.5)
+
+
+def test_fresh_runs_fail_an_error_they_share_not_a_mix_of_run_types() -> None:
+    """Three runs, two whose clients got in at the first retry (1 s), one at the third (8 s). A
+    twin wrong about one 1 s run has a pooled median 8x the lab's, but the runs resampled put the
+    error at 0 too: the runs do not show it. A twin 30 % slow on every run fails."""
+    fast, slow = np.full(20, 1.0), np.full(20, 8.0)
+    lab = [fast, fast, slow]
+    row = {"rel_error": {"p50": 7.0, "p95": 0.0}, "rel_error_runs95": rel_error_over_runs(
+        lab, [slow, fast, slow])}
+    assert not meets_targets(row, ks=None) and consistent_with_targets(row)
+    row = {"rel_error": {"p50": 0.3, "p95": 0.3},
+           "rel_error_runs95": rel_error_over_runs(lab, [x * 1.3 for x in lab])}
+    assert not consistent_with_targets(row)
 
 
 EMQX = ROOT / "models" / "calibration" / "emqx-5.8.9-2026-11-27"

@@ -28,7 +28,7 @@ from lab.fleet import Fleet, FleetSettings
 from lab.history import HistoryWriter, read_history
 from lab.runner import run_scenario
 from lab.scenario import load_scenario
-from sim.calibration import calibrate, load_results, markdown_tables, meets_targets, validate
+from sim.calibration import calibrate, consistent_with_targets, load_results, markdown_tables, validate
 
 REQUIRE = os.environ.get("TWIN_REQUIRE_LAB") == "1"
 BROKER = "emqx-local"
@@ -36,10 +36,11 @@ EMQX_TARBALL = os.environ.get("EMQX_TARBALL", str(ROOT.parent / "shared" / "emqx
 # crash, hang and partition run in the calibration loop below (which asserts the same of each run).
 SCENARIOS = ["crash-and-return", "graceful-stop", "lb-loss", "rolling-restart", "partition-and-heal"]
 LOOP = ("crash", "hang", "partition")
-# Fresh held-out runs per mode. KS < 0.2 needs about 10 per mode (a run is one draw of run-level
-# effects: the LB's phase against a crash, how many CONNECTs the survivors refuse): redrawing k of
-# the 10 committed held-out runs met it in 15-52 % (crash), 60-68 % (hang), 10-12 % (partition) of
-# draws for k = 3-5. So CI holds medians and p95 on these fresh runs and prints KS; the KS bar is
+# Fresh held-out runs per mode. A run is one draw of run-level effects (the LB's phase against a
+# crash's first retry, how many CONNECTs the survivors refuse): KS < 0.2 needs about 10 runs per
+# mode, and a pooled median over 3-4 runs jumps between a crash's 1 s and 8 s modes with the mix
+# of runs. So CI holds what these runs can show (no error beyond 15 % that the runs agree on:
+# sim/calibration.py consistent_with_targets) and prints the rest; the 15 % / KS bar itself is
 # held on the committed 30 held-out runs (tests/test_calibration.py).
 HELD_OUT_RUNS = {"crash": 3, "hang": 4, "partition": 4}
 COMMITTED_CALIBRATION = ROOT / "models" / "calibration" / "emqx-5.8.9-2026-11-27.json"
@@ -153,10 +154,11 @@ def test_calibration_loop_on_emqx(engine, tmp_path: Path) -> None:
     (out / "validation.md").write_text(table + "\n")
     print(table)
     assert set(report["modes"]) == set(LOOP)
-    # Medians and p95 within 15 %, from one fresh calibration run per mode and from the committed
-    # calibration (made before these runs); KS printed (see HELD_OUT_RUNS).
+    # From one fresh calibration run per mode and from the committed calibration (made before
+    # these runs): no error beyond 15 % in pooled median or p95 that the fresh runs agree on; the
+    # point errors and KS are printed (see HELD_OUT_RUNS).
     for mode, m in [*report["modes"].items(), *later["modes"].items()]:
-        assert meets_targets(m, ks=None), (mode, m["lab"], m["sim"], m["ks_distance"])
+        assert consistent_with_targets(m), (mode, m["lab"], m["sim"], m["rel_error_runs95"])
     for r in later["runs"]:
         if r["mode"] == "crash":  # a dead node's memory sessions: none present, in lab and twin
             assert r["session_present"]["lab"] == r["session_present"]["sim"] == 0.0, r["run"]
