@@ -7,12 +7,15 @@ number of workers or on which executor (process pool, dask.distributed) ran it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -45,9 +48,13 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
         proc.join(timeout=2)
 
 
-def replicate(spec: Spec, index: int) -> ReplicationResult:
-    """One replication: the long-run model, then the client transients of its node events."""
+def replicate(spec: Spec, index: int, pool_dir: str | None = None) -> ReplicationResult:
+    """One replication: the long-run model, then the client transients of its node events
+    (their pools shared through `pool_dir` with the run's other workers)."""
+    import sim.clientimpact as clientimpact
     from sim.clientimpact import ClientImpact, attach_client_impact
+
+    clientimpact.RUN_POOL_DIR = pool_dir
 
     seq = np.random.SeedSequence(spec.simulation.seed, spawn_key=(index,))
     impact = None
@@ -100,11 +107,17 @@ def run(
     results: list[ReplicationResult] = []
     stopped_by = "replications"
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total} replications"),
+                   TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
                    TimeElapsedColumn(), transient=True, disable=not progress)
+    pool_dir = None
     try:
         with bar:
-            task = bar.add_task(spec.meta.name, total=n)
+            if executor is not None and worker is replicate and spec.clients.count:
+                # Workers share the transient pools instead of each building all of them.
+                pool_dir = tempfile.mkdtemp(prefix="twin-pools-")
+                _prebuild(executor, spec, pool_dir, bar)
+                worker = partial(replicate, pool_dir=pool_dir)
+            task = bar.add_task(spec.meta.name, total=n, unit="replications")
             batch = range(0, n)
             while True:
                 results.extend(_map(executor, worker, spec, batch, lambda: bar.advance(task)))
@@ -132,7 +145,32 @@ def run(
     finally:
         if own is not None:
             own.shutdown()
+        if pool_dir is not None:
+            shutil.rmtree(pool_dir, ignore_errors=True)
     return RunOutcome(results, stopped_by)
+
+
+def _prebuild(executor: Executor, spec: Spec, pool_dir: str, bar: Progress) -> None:
+    """The pools nearly every replication draws from, one per worker task, before the
+    replications start (pools come from seeds of their own: who builds one does not matter)."""
+    from sim.clientimpact import build_pool, common_pool_classes
+
+    classes = common_pool_classes(spec)
+    task = bar.add_task("transient pools", total=len(classes), unit="pools")
+    futures = [executor.submit(build_pool, spec, *cls, pool_dir) for cls in classes]
+    try:
+        for f in futures:
+            try:
+                f.result()
+            except BrokenProcessPool:
+                raise RunError("a transient pool's worker process died (killed, or out of "
+                               "memory)") from None
+            bar.advance(task)
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+    bar.remove_task(task)
 
 
 def _map(executor, worker, spec, indices, tick) -> list[ReplicationResult]:

@@ -430,6 +430,9 @@ class _Calendar:
             while pos < len(t):
                 width = BUCKET_S * max(1.0, t[pos] / STEP_GROWTH_S)
                 step_start = np.floor(t[pos] / width) * width
+                if step_start + width <= t[pos]:  # t on a step boundary, rounded below it: the
+                    step_start += width  # step must hold t (else one attempt per step: 10,000
+                    # clients back at once after a maintenance took 10,000 steps)
                 end = int(np.searchsorted(t, step_start + width, side="left"))
                 end = max(end, pos + 1)
                 seg_v, seg_k, seg_t = v[pos:end], k[pos:end], t[pos:end]

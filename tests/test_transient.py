@@ -186,3 +186,25 @@ def test_storm_curve_ends_at_the_final_counts(algorithm: str) -> None:
     conn = connected_over_time(sc, r, np.array([0.0, r.outage_s.max() + 1]))
     np.testing.assert_array_equal(conn[:, -1], r.counts_after)
     assert conn[:, -1].sum() == sc.clients and conn[1, 0] == 0
+
+
+def test_clients_back_on_a_step_boundary_take_one_step(monkeypatch) -> None:
+    """The last node of a region in maintenance: 2,000 clients without jitter retry at 1, 3, 7,
+    ..., 247, 367 s, all together. 367 s is a step boundary that floor() rounds below: the step
+    must still hold them all (it once took one attempt per step, 2,000 steps for one retry)."""
+    import sim.transient as transient
+
+    sizes: list[int] = []
+    steps = transient._Calendar.steps
+
+    def counted(self, pending):
+        for step in steps(self, pending):
+            sizes.append(len(step[1]))
+            yield step
+
+    monkeypatch.setattr(transient._Calendar, "steps", counted)
+    sc = Scenario(nodes=3, failed=(0,), mode="stop", clients=2000, down_before=(1, 2),
+                  return_after_s=333.0, initial_s=1.0, max_s=120.0, jitter="none")
+    r = simulate(sc, np.random.default_rng(1))
+    assert len(sizes) <= 12 and max(sizes) == 2000
+    assert np.all(r.outage_s == 367.0)
