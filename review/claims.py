@@ -17,6 +17,7 @@ class Recommend(BaseModel):
     text: str
     path: str | None = None  # the figure to show before -> after (default: the claim's own)
     label: str | None = None
+    always: bool = False  # a what-if: simulated and shown even where the claim holds
 
 
 class Claim(BaseModel):

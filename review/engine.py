@@ -80,7 +80,9 @@ def _check(claim: Claim, summary: dict[str, Any], lab: dict[str, Any]) -> tuple[
     if claim.check == "fact":
         verdict = claim.verdict if claim.verdict != "holds only if" else f"holds only if {claim.condition}"
         figure = claim.condition if claim.verdict != "holds only if" else ""
-        return verdict, f"{figure} [{claim.source}]".strip()
+        if claim.path:  # a figure of this design beside the fact
+            figure = f"{figure} {claim.label or claim.path}: {_fmt(lookup(summary, claim.path, claim.default))}."
+        return verdict, f"{figure.strip()} [{claim.source}]"
     if claim.check == "process":
         return "a plan step", claim.why or ""
     return "not checkable here", claim.why or ""
@@ -112,7 +114,7 @@ def run_review(claims: ClaimsFile, claims_path: Path, topology: Path | None = No
     for c in claims.claim:
         verdict, figure = _check(c, base.summary, lab)
         rec = ""
-        if c.recommend is not None and not verdict.startswith("holds"):
+        if c.recommend is not None and (c.recommend.always or not verdict.startswith("holds")):
             after = results[_change_key(c)].summary
             new_verdict, new_figure = _check(c, after, lab)
             shown = c.recommend.path or c.path or (f"targets.{c.key}.value" if c.key else None)

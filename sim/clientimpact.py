@@ -140,6 +140,7 @@ def transient_inputs(spec: Spec) -> str:
         if mode:
             mode.pop("mtbf_hours", None)
             mode.pop("ttf", None)
+            mode.pop("redundancy", None)
     if data.get("lb"):
         data["lb"].pop("failure", None)
     for region in data.get("regions", []):

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sim.distributions import DIST_NAMES, HOUR, Dist, Exponential
+from sim.redundancy import mean_time_to_loss
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -53,15 +54,35 @@ class Simulation(_Model):
         "run); new: all new and up at t = 0 (the first years after a rollout)")
 
 
+class Redundancy(_Model):
+    """Redundant parts behind one failure mode (RAID disks, network paths): the mode's
+    `mtbf_hours` is one part's, and the mode strikes when more than `tolerates` of `units` are
+    down at once (sim/redundancy.py)."""
+
+    units: Annotated[int, Field(ge=2, le=16)]
+    tolerates: Annotated[int, Field(ge=1, le=15)] = 1
+    unit_repair_hours: Annotated[float, Field(gt=0, le=1e5, allow_inf_nan=False,
+                                              description="rebuild / repair of one part (mean)")]
+
+    @model_validator(mode="after")
+    def _check(self) -> Redundancy:
+        if self.tolerates >= self.units:
+            raise ValueError(f"redundancy.tolerates = {self.tolerates}: must be < units ({self.units})")
+        return self
+
+
 class FailureMode(_Model):
     """Time to failure (`mtbf_hours`, exponential, or a `ttf` table) and time to repair.
 
+    With `redundancy`, `mtbf_hours` is one part's and the mode's time to failure is the exact mean
+    time until more parts are down than the component survives; `repair` then is the component's.
     A mode's clock runs only while its component is up: it does not age while down.
     """
 
     mtbf_hours: Annotated[float, Field(gt=0, le=1e8, allow_inf_nan=False,
                                        description="at most 1e8 h (11,000 years)")] | None = None
     ttf: Dist | None = None
+    redundancy: Redundancy | None = None
     repair: Dist
     crew: bool = Field(True, description="repair needs one of cluster.repair_crews (if > 0)")
 
@@ -69,12 +90,18 @@ class FailureMode(_Model):
     def _one_ttf(self) -> FailureMode:
         if (self.mtbf_hours is None) == (self.ttf is None):
             raise ValueError("give exactly one of mtbf_hours, ttf")
+        if self.redundancy is not None and self.mtbf_hours is None:
+            raise ValueError("redundancy needs mtbf_hours (one part's, exponential), not ttf")
         return self
 
     def ttf_dist(self):
         if self.ttf is not None:
             return self.ttf.frozen()
-        return Exponential(dist="exponential", mean_hours=self.mtbf_hours).frozen()
+        mean = self.mtbf_hours
+        if self.redundancy is not None:
+            r = self.redundancy
+            mean = mean_time_to_loss(r.units, r.tolerates, mean, r.unit_repair_hours)
+        return Exponential(dist="exponential", mean_hours=mean).frozen()
 
     def mttf_s(self) -> float:
         return float(self.ttf_dist().mean())
@@ -181,6 +208,11 @@ class DisasterRecovery(_Model):
     failover: Dist = Field(description="time to move a region's traffic to a working region")
     replication_lag: Dist | None = Field(None, description="age of data not yet in the other region")
     sessions_replicated: bool = Field(False, description="Cluster Linking does not move sessions")
+    backup_interval_hours: NonNegFloat | None = Field(
+        None, description="cluster configuration backups: a restore loses the changes since the "
+        "last one (0: every change is committed before it is applied, e.g. config as code)")
+    restore: Dist | None = Field(None, description="rebuilding a region from its backups "
+                                 "(scripts): the RTO when no working region takes the traffic")
 
 
 class Maintenance(_Model):

@@ -57,6 +57,9 @@ def test_review_runs_and_its_html_renders(tmp_path) -> None:
     rows = [line for line in text.splitlines() if line.startswith("| ") and "**" in line]
     assert len(rows) == 41  # every claim, each with a verdict in both columns
     assert all(line.count("**") >= 4 for line in rows)
+    # a what-if is simulated beside a claim that holds only if: two network paths per node
+    [paths] = [line for line in rows if "redundanter Netzwerkpfade" in line]
+    assert "two independent paths per node (what-if): device downtime from partitions" in paths
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
                           html.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert dom.count("<tr>") == 42 and 'id="claims"' in dom
@@ -65,3 +68,19 @@ def test_review_runs_and_its_html_renders(tmp_path) -> None:
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
                     f"--screenshot={shot}", html.as_uri()], capture_output=True, timeout=120)
     assert shot.stat().st_size > 50_000  # a page was drawn, not a blank one
+
+
+def test_a_fact_shows_the_designs_figure_and_a_what_if_is_simulated_where_it_holds() -> None:
+    from review.claims import Claim
+    from review.engine import _check
+
+    claim = Claim(id="p", section="s", quote="q", gloss="g", check="fact", verdict="holds only if",
+                  condition="paths fail independently", source="twin",
+                  path="client_downtime_minutes_per_year_by_cause.node.partition", label="partitions",
+                  recommend={"changes": {"node.failure.partition.redundancy": {"units": 2}},
+                             "text": "two paths", "always": True})
+    verdict, figure = _check(claim, {"client_downtime_minutes_per_year_by_cause": {"node.partition": 2.5}},
+                             {})
+    assert verdict == "holds only if paths fail independently"
+    assert figure == "partitions: 2.5. [twin]"
+    assert claim.recommend.always
