@@ -79,3 +79,21 @@ def test_a_killed_worker_gives_one_line_naming_the_replication() -> None:
     # one line naming what the worker ran: a replication, or a transient pool built before them
     assert err[0].startswith(("twin: replication ", "twin: a transient pool's worker")) \
         and "worker process died" in err[0]
+
+
+def test_a_blocked_unwind_is_ended_after_the_grace_time() -> None:
+    """Where unwinding blocks (an interrupt inside a process pool's locks: once in CI), the
+    watchdog armed by the signal ends the process's workers and leaves with the signal's code."""
+    code = ("import multiprocessing, os, time, twin.cli as cli\n"
+            "cli._grace_s = 0.5\n"
+            "child = multiprocessing.Process(target=time.sleep, args=(60,)); child.start()\n"
+            "print(child.pid, flush=True)\n"
+            "cli._watchdog('twin: interrupted (Ctrl-C); stopped', 130)\n"
+            "time.sleep(30)  # the blocked unwind\n")
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=20)
+    assert out.returncode == 130 and time.monotonic() - start < 5
+    assert out.stderr.strip() == "twin: interrupted (Ctrl-C); stopped"
+    time.sleep(0.5)
+    assert not _alive(int(out.stdout.split()[0]))

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import re
 import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
@@ -584,7 +586,33 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that `finally` blocks run (pools, lab faults)."""
 
 
+# How long unwinding may take after Ctrl-C / SIGTERM before the run is ended by force: a lab run
+# undoes its faults and stops its containers in `finally` blocks; a simulation only stops workers.
+GRACE_S = {"lab": 120.0}
+DEFAULT_GRACE_S = 5.0
+_grace_s = DEFAULT_GRACE_S
+
+
+def _watchdog(message: str, code: int) -> None:
+    """Unwinding can block where the interrupt landed (inside a process pool's locks, once in
+    CI): after the grace time, end the workers this process started and leave."""
+    def force() -> None:
+        for child in multiprocessing.active_children():
+            child.terminate()
+        _stop_now(message, code)
+
+    timer = threading.Timer(_grace_s, force)
+    timer.daemon = True
+    timer.start()
+
+
+def _on_sigint(signum, frame) -> None:
+    _watchdog("twin: interrupted (Ctrl-C); stopped", 130)
+    raise KeyboardInterrupt
+
+
 def _on_sigterm(signum, frame) -> None:
+    _watchdog("twin: terminated (SIGTERM); stopped", 143)
     raise Terminated
 
 
@@ -604,8 +632,11 @@ def _stop_now(message: str, code: int) -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     from sim.montecarlo import RunError
 
+    global _grace_s
     args = build_parser().parse_args(argv)
+    _grace_s = GRACE_S.get(getattr(args, "command", None) or "", DEFAULT_GRACE_S)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         return args.func(args)
     except (SpecError, UsageError) as err:
