@@ -60,7 +60,7 @@ class Redundancy(_Model):
     down at once (sim/redundancy.py)."""
 
     units: Annotated[int, Field(ge=2, le=16)]
-    tolerates: Annotated[int, Field(ge=1, le=15)] = 1
+    tolerates: Annotated[int, Field(ge=0, le=15, description="0: any part lost is fatal (RAID 0)")] = 1
     unit_repair_hours: Annotated[float, Field(gt=0, le=1e5, allow_inf_nan=False,
                                               description="rebuild / repair of one part (mean)")]
 

@@ -61,6 +61,10 @@ def apply(spec: Spec, changes: dict[str, Any], name: str | None = None) -> Spec:
     """The spec with `changes` applied, validated like a file (a bad key or value: VariantError)."""
     data = spec.model_dump(mode="json", exclude_none=True)
     for key, value in changes.items():
+        if key == "unset":  # TOML has no null: `unset = ["node.failure.disk.ttf"]` removes keys
+            for k in value if isinstance(value, list) else [value]:
+                _set(data, str(k), None)
+            continue
         if key.split(".")[0] not in Spec.model_fields:
             raise VariantError(f"{key}: unknown key (top-level keys: {', '.join(Spec.model_fields)})")
         _set(data, key, value)

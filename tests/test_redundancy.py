@@ -76,3 +76,18 @@ def test_backup_figures_are_the_interval_and_the_restore_quantiles() -> None:
     assert b["config_rpo_minutes_max"] == 1440 and b["config_rpo_minutes_p99"] == pytest.approx(1425.6)
     assert b["restore_minutes"]["p50"] == pytest.approx(45.0)
     assert b["restore_minutes"]["p99"] == pytest.approx(45.0 * np.exp(0.5 * 2.3263479), rel=1e-6)
+
+
+def test_a_variant_unsets_what_toml_cannot_null() -> None:
+    """A claim's what-if replaces a Weibull disk lifetime by RAID 0 over two disks: `unset`
+    removes the `ttf` that `mtbf_hours` may not stand beside; any disk lost is fatal, so the
+    node loses its array twice as often as one disk fails."""
+    from studies.variants import apply
+
+    spec = make_spec(node={"failure": {"disk": {"repair": {"dist": "exponential", "mean_s": 60},
+                                                "ttf": {"dist": "weibull", "shape": 1.2, "mean_hours": 100}}}})
+    raid0 = apply(spec, {"unset": ["node.failure.disk.ttf"], "node.failure.disk.mtbf_hours": 100,
+                         "node.failure.disk.redundancy": {"units": 2, "tolerates": 0,
+                                                          "unit_repair_hours": 12}})
+    assert raid0.node.failure.disk.ttf is None
+    assert raid0.node.failure.disk.mttf_s() == pytest.approx(50 * 3600)
