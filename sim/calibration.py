@@ -493,14 +493,14 @@ def _released_at(r: dict[str, Any]) -> float | None:
     return _store_down_s(r)[0]
 
 
-def _refused_share(r: dict[str, Any]) -> float | None:
-    """On EMQX, the run's share of later CONNECTs refused at once rather than held (measured): a
-    run-level effect (some runs refuse none, others most) that moves a whole run's outages by a
-    retry. Given to the replay like the release; how it varies is checked apart
-    (validate's `refused_share`)."""
-    if _released_at(r) is None:
+def _refused_share(r: dict[str, Any], released: float | None) -> float | None:
+    """On EMQX (`released`: `_released_at`), the run's share of later CONNECTs refused at once
+    rather than held (measured): a run-level effect (some runs refuse none, others most) that
+    moves a whole run's outages by a retry. Given to the replay like the release; how it varies
+    is checked apart (validate's `refused_share`)."""
+    if released is None:
         return None
-    c = np.array(_refusal_chains(r, _store_down_s(r)[0]))
+    c = np.array(_refusal_chains(r, released))
     return float(c[1] / c[:2].sum()) if c[:2].sum() else None
 
 
@@ -679,7 +679,8 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
                                    else "not a node fault")
             skipped.append({"run": meta["source_file"], "why": why if len(lab) else "no outages"})
             continue
-        released, refused = _released_at(r), _refused_share(r)
+        released = _released_at(r)
+        refused = _refused_share(r, released)
         sim = replay(meta, fitted, rng, reps, _leader_lost(r) if _origin(r) else None,
                      _lb_down_at(r), released, refused)
         o = _origin(r)

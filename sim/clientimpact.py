@@ -208,8 +208,6 @@ def build_pool(spec: Spec, region: int, cause: str, up_before: int, pool_dir: st
     pool(spec, region, cause, up_before)
 
 
-
-
 _CALIBRATIONS: dict[str, dict] = {}
 
 

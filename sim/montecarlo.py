@@ -113,8 +113,10 @@ def run(
     try:
         with bar:
             if executor is not None and worker is replicate and spec.clients.count:
-                # Workers share the transient pools instead of each building all of them.
-                pool_dir = tempfile.mkdtemp(prefix="twin-pools-")
+                # Workers share the transient pools instead of each building all of them (in
+                # TWIN_POOL_CACHE where studies set it, else in a folder of this run's own).
+                if not os.environ.get("TWIN_POOL_CACHE"):
+                    pool_dir = tempfile.mkdtemp(prefix="twin-pools-")
                 _prebuild(executor, spec, pool_dir, bar)
                 worker = partial(replicate, pool_dir=pool_dir)
             task = bar.add_task(spec.meta.name, total=n, unit="replications")
@@ -150,7 +152,7 @@ def run(
     return RunOutcome(results, stopped_by)
 
 
-def _prebuild(executor: Executor, spec: Spec, pool_dir: str, bar: Progress) -> None:
+def _prebuild(executor: Executor, spec: Spec, pool_dir: str | None, bar: Progress) -> None:
     """The pools nearly every replication draws from, one per worker task, before the
     replications start (pools come from seeds of their own: who builds one does not matter)."""
     from sim.clientimpact import build_pool, common_pool_classes

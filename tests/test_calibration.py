@@ -324,7 +324,7 @@ def test_a_runs_refused_share_is_its_own_after_a_held_connect() -> None:
     run = _emqx_like([[2, False, 5.2, 0], [9, False, 0.0, 0], [2, False, 5.2, 1],
                       [9, False, 5.2, 1], [20, True, 0.0, 0], [20, True, 0.0, 1]], released_s=18.1)
     run["meta"].update(fault="pause", sessions="memory")
-    assert _refused_share(run) == pytest.approx(0.5)
+    assert _refused_share(run, _store_down_s(run)[0]) == pytest.approx(0.5)
 
 
 def test_fresh_runs_fail_an_error_they_share_not_a_mix_of_run_types() -> None:

@@ -606,13 +606,17 @@ def _watchdog(message: str, code: int) -> None:
     timer.start()
 
 
+INTERRUPTED = ("twin: interrupted (Ctrl-C); stopped", 130)
+TERMINATED = ("twin: terminated (SIGTERM); stopped", 143)
+
+
 def _on_sigint(signum, frame) -> None:
-    _watchdog("twin: interrupted (Ctrl-C); stopped", 130)
+    _watchdog(*INTERRUPTED)
     raise KeyboardInterrupt
 
 
 def _on_sigterm(signum, frame) -> None:
-    _watchdog("twin: terminated (SIGTERM); stopped", 143)
+    _watchdog(*TERMINATED)
     raise Terminated
 
 
@@ -646,9 +650,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"twin: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        _stop_now("twin: interrupted (Ctrl-C); stopped", 130)
+        _stop_now(*INTERRUPTED)
     except Terminated:
-        _stop_now("twin: terminated (SIGTERM); stopped", 143)
+        _stop_now(*TERMINATED)
     except BrokenPipeError:  # output piped into `head`: not an error worth a traceback
         sys.stdout = None  # type: ignore[assignment]
         return 0
