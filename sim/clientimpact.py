@@ -335,6 +335,10 @@ class ClientImpact:
     # (cause, region, nodes up before) -> how often each pool entry was drawn
     drawn: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)
     _pools: dict[tuple[str, int, int], list[PoolEntry]] = field(default_factory=dict)
+    # Events whose pools cannot cascade are accounted in batches (`flush`), the same draws in
+    # the same order as one at a time: a Python call per event was half a replication's time.
+    _pending: list[tuple[str, int, int]] = field(default_factory=list)
+    _can_cascade: dict[tuple[str, int, int], bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._clients = region_clients(self.spec)
@@ -345,29 +349,70 @@ class ClientImpact:
         if not self._clients[event.region]:
             return False  # a standby region: nobody is connected there
         key = (event.cause, event.region, event.nodes_up_before)
-        entries = self._pools.get(key)
-        if entries is None:
+        cascades = self._can_cascade.get(key)
+        if cascades is None:
             entries = self._pools[key] = pool(self.spec, event.region, event.cause,
                                               event.nodes_up_before, self._spec_key)
-        i = int(self.rng.integers(len(entries)))
-        e = entries[i]
-        self.events += 1
-        self.client_seconds += e.client_seconds
-        self.client_seconds_by_cause[event.cause] = (
-            self.client_seconds_by_cause.get(event.cause, 0.0) + e.client_seconds)
-        self.sessions_lost += e.sessions_lost
-        self.qos1_lost += e.qos1_lost
-        self.qos0_lost += e.qos0_lost
-        self.duplicates += e.duplicates
-        self.cascades += e.cascade
-        if key not in self.drawn:
+            cascades = self._can_cascade[key] = any(e.cascade for e in entries)
             self.drawn[key] = np.zeros(len(entries), dtype=np.int64)
-        self.drawn[key][i] += 1
-        return e.cascade
+        if not cascades:  # its draw cannot change the long run: later, with the others
+            self._pending.append(key)
+            return False
+        self.flush()
+        entries = self._pools[key]
+        i = int(self.rng.integers(len(entries)))
+        self._account([key], np.array([i]))
+        return entries[i].cascade
+
+    def flush(self) -> None:
+        """Draw and account the pending events, in order."""
+        keys, self._pending = self._pending, []
+        if not keys:
+            return
+        sizes = {len(self._pools[k]) for k in set(keys)}
+        if len(sizes) == 1:  # one call gives what a call per event gives (numpy's bounded draws)
+            draws = self.rng.integers(sizes.pop(), size=len(keys))
+        else:
+            draws = np.array([self.rng.integers(len(self._pools[k])) for k in keys])
+        self._account(keys, draws)
+
+    def _account(self, keys: list[tuple[str, int, int]], draws: np.ndarray) -> None:
+        fields = ("client_seconds", "sessions_lost", "qos1_lost", "qos0_lost", "duplicates",
+                  "cascade")
+        distinct = list(dict.fromkeys(keys))
+        code = {k: c for c, k in enumerate(distinct)}
+        which = np.array([code[k] for k in keys])
+        sizes = [len(self._pools[k]) for k in distinct]
+        first = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        table = np.array([[getattr(e, f) for f in fields] for k in distinct
+                          for e in self._pools[k]], dtype=float)
+        row = first[which] + draws
+        rows = table[row]
+        counts = np.bincount(row, minlength=len(table))
+        for k, lo, n in zip(distinct, first.tolist(), sizes, strict=True):
+            self.drawn[k] += counts[lo : lo + n]
+
+        def total(start: float, values: np.ndarray) -> float:
+            # a cumulative sum: the same additions in the same order as a loop over events
+            return float(np.cumsum(np.concatenate(([start], values)))[-1])
+
+        self.events += len(keys)
+        self.client_seconds = total(self.client_seconds, rows[:, 0])
+        self.sessions_lost += int(rows[:, 1].astype(np.int64).sum())
+        self.qos1_lost = total(self.qos1_lost, rows[:, 2])
+        self.qos0_lost = total(self.qos0_lost, rows[:, 3])
+        self.duplicates = total(self.duplicates, rows[:, 4])
+        self.cascades += int(rows[:, 5].sum())
+        causes = list(dict.fromkeys(k[0] for k in distinct))
+        cause_code = np.array([causes.index(k[0]) for k in distinct])[which]  # per event
+        for c, cause in enumerate(causes):
+            self.client_seconds_by_cause[cause] = total(
+                self.client_seconds_by_cause.get(cause, 0.0), rows[cause_code == c, 0])
 
     def failover_samples(self) -> dict[str, np.ndarray]:
         """Per cause, a sample of client outages: every affected client of every event weighs
         the same."""
+        self.flush()
         values: dict[str, list[np.ndarray]] = {}
         weights: dict[str, list[np.ndarray]] = {}
         for (cause, region, up), counts in sorted(self.drawn.items()):

@@ -7,6 +7,7 @@ hours (`_hours`); exactly one of the alternatives for each parameter.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Annotated, Literal
 
 import numpy as np
@@ -14,6 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats
 
 HOUR = 3600.0
+
+
+@lru_cache(maxsize=1024)
+def freeze(family: str, *args: float | tuple[float, ...], **kwds: float):
+    """A frozen scipy distribution, built once per process for the same parameters: building
+    one costs ~1 ms (scipy writes its docstring), a replication builds hundreds. Frozen
+    distributions hold no state of their own (draws take the caller's generator), so sharing is
+    safe."""
+    if family == "discrete":
+        values, probs = args
+        return stats.rv_discrete(values=(list(values), list(probs)))
+    return getattr(stats, family)(*args, **kwds)
 
 
 class _DistBase(BaseModel):
@@ -61,7 +74,7 @@ class Exponential(_DistBase):
         return self
 
     def frozen(self):  # type: ignore[override]
-        return stats.expon(scale=self._one_of("mean_s", "mean_hours"))
+        return freeze("expon", scale=self._one_of("mean_s", "mean_hours"))
 
 
 class Weibull(_DistBase):
@@ -82,7 +95,7 @@ class Weibull(_DistBase):
         value = self._one_of("mean_s", "mean_hours", "scale_s", "scale_hours")
         is_mean = self.mean_s is not None or self.mean_hours is not None
         scale = value / math.gamma(1 + 1 / self.shape) if is_mean else value
-        return stats.weibull_min(c=self.shape, scale=scale)
+        return freeze("weibull_min", c=self.shape, scale=scale)
 
 
 class Lognormal(_DistBase):
@@ -103,7 +116,7 @@ class Lognormal(_DistBase):
         value = self._one_of("median_s", "median_hours", "mean_s", "mean_hours")
         is_mean = self.mean_s is not None or self.mean_hours is not None
         median = value / math.exp(self.sigma**2 / 2) if is_mean else value
-        return stats.lognorm(s=self.sigma, scale=median)
+        return freeze("lognorm", s=self.sigma, scale=median)
 
 
 class Gamma(_DistBase):
@@ -118,7 +131,7 @@ class Gamma(_DistBase):
         return self
 
     def frozen(self):  # type: ignore[override]
-        return stats.gamma(a=self.shape, scale=self._one_of("mean_s", "mean_hours") / self.shape)
+        return freeze("gamma", a=self.shape, scale=self._one_of("mean_s", "mean_hours") / self.shape)
 
 
 class Deterministic(_DistBase):
@@ -132,7 +145,7 @@ class Deterministic(_DistBase):
         return self
 
     def frozen(self):  # type: ignore[override]
-        return stats.rv_discrete(values=([self._one_of("value_s", "value_hours")], [1.0]))
+        return freeze("discrete", (self._one_of("value_s", "value_hours"),), (1.0,))
 
 
 class Empirical(_DistBase):
@@ -143,7 +156,7 @@ class Empirical(_DistBase):
 
     def frozen(self):  # type: ignore[override]
         values, counts = np.unique(np.asarray(self.samples_s, dtype=float), return_counts=True)
-        return stats.rv_discrete(values=(values, counts / counts.sum()))
+        return freeze("discrete", tuple(values.tolist()), tuple((counts / counts.sum()).tolist()))
 
 
 Dist = Annotated[
@@ -186,18 +199,19 @@ class EquilibriumResidual:
         scale = kwds.get("scale", 1.0)
         if name == "discrete":  # deterministic and empirical: values picked in proportion to size
             weights = dist.xk * dist.pk
-            self._biased = stats.rv_discrete(values=(dist.xk, weights / weights.sum()))
+            self._biased = freeze("discrete", tuple(dist.xk.tolist()),
+                                  tuple((weights / weights.sum()).tolist()))
         elif name == "expon":  # memoryless: the residual is the distribution itself
-            self._biased = stats.gamma(a=2, scale=scale)
+            self._biased = freeze("gamma", a=2, scale=scale)
         elif name == "gamma":
-            self._biased = stats.gamma(a=kwds.get("a", args[0] if args else None) + 1, scale=scale)
+            self._biased = freeze("gamma", a=kwds.get("a", args[0] if args else None) + 1, scale=scale)
         elif name == "lognorm":
             s = kwds.get("s", args[0] if args else None)
-            self._biased = stats.lognorm(s=s, scale=scale * math.exp(s * s))
+            self._biased = freeze("lognorm", s=s, scale=scale * math.exp(s * s))
         elif name == "weibull_min":
             c = kwds.get("c", args[0] if args else None)
             self._c = c
-            self._biased = stats.gamma(a=1 + 1 / c, scale=scale**c)  # of L^c
+            self._biased = freeze("gamma", a=1 + 1 / c, scale=scale**c)  # of L^c
         else:  # pragma: no cover - every Dist family is handled above
             raise ValueError(f"no equilibrium distribution for {name}")
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from sim.distributions import BufferedSampler, EquilibriumResidual
+from sim.distributions import BufferedSampler, EquilibriumResidual, freeze
 from sim.spec import YEAR_S, FailureMode, Spec
 
 
@@ -268,9 +268,7 @@ def _residual(dist, rng: np.random.Generator) -> float:
 
 
 def _expon(mean_s: float):
-    from scipy import stats
-
-    return stats.expon(scale=mean_s)
+    return freeze("expon", scale=mean_s)
 
 
 class _Share:
