@@ -13,7 +13,7 @@ from typing import Any
 from review.claims import Claim, ClaimsFile
 from sim.spec import Spec, load_spec
 from studies.compare import table as paired_table
-from studies.evaluate import evaluate
+from studies.evaluate import evaluate_all
 from studies.variants import apply
 
 OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, ">=": operator.ge,
@@ -107,8 +107,8 @@ def run_review(claims: ClaimsFile, claims_path: Path, topology: Path | None = No
     for c in claims.claim:
         if c.recommend is not None:
             variants.setdefault(_change_key(c), apply(spec, c.recommend.changes, name=c.recommend.text[:60]))
-    base = evaluate(spec, workers=workers, progress=False, on_done=on_done)
-    results = {k: evaluate(v, workers=workers, progress=False, on_done=on_done) for k, v in variants.items()}
+    base, *others = evaluate_all([spec, *variants.values()], workers=workers, on_done=on_done)
+    results = dict(zip(variants, others, strict=True))
     table = paired_table([base, *results.values()]) if results else None
     verdicts = []
     for c in claims.claim:

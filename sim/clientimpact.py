@@ -340,22 +340,31 @@ class ClientImpact:
     _pending: list[tuple[str, int, int]] = field(default_factory=list)
     _can_cascade: dict[tuple[str, int, int], bool] = field(default_factory=dict)
 
+    # Every event's key in order when set to a list (a long-run history to share, sim/history.py)
+    trace: list[tuple[str, int, int]] | None = None
+
     def __post_init__(self) -> None:
         self._clients = region_clients(self.spec)
         self._spec_key = spec_id(self.spec)
 
-    def __call__(self, event: NodeEvent) -> bool:
-        """Account one event; True if it overloads a survivor into a cascade."""
-        if not self._clients[event.region]:
-            return False  # a standby region: nobody is connected there
-        key = (event.cause, event.region, event.nodes_up_before)
+    def _can(self, key: tuple[str, int, int]) -> bool:
+        """Can a draw from this key's pool cascade? (Loads the pool the first time.)"""
         cascades = self._can_cascade.get(key)
         if cascades is None:
-            entries = self._pools[key] = pool(self.spec, event.region, event.cause,
-                                              event.nodes_up_before, self._spec_key)
+            cause, region, up = key
+            entries = self._pools[key] = pool(self.spec, region, cause, up, self._spec_key)
             cascades = self._can_cascade[key] = any(e.cascade for e in entries)
             self.drawn[key] = np.zeros(len(entries), dtype=np.int64)
-        if not cascades:  # its draw cannot change the long run: later, with the others
+        return cascades
+
+    def __call__(self, event: NodeEvent) -> bool:
+        """Account one event; True if it overloads a survivor into a cascade."""
+        key = (event.cause, event.region, event.nodes_up_before)
+        if self.trace is not None:
+            self.trace.append(key)
+        if not self._clients[event.region]:
+            return False  # a standby region: nobody is connected there
+        if not self._can(key):  # its draw cannot change the long run: later, with the others
             self._pending.append(key)
             return False
         self.flush()
@@ -363,6 +372,15 @@ class ClientImpact:
         i = int(self.rng.integers(len(entries)))
         self._account([key], np.array([i]))
         return entries[i].cascade
+
+    def replay(self, keys: list[tuple[str, int, int]]) -> bool:
+        """Account the events of a recorded long run. False, with nothing accounted, if a draw
+        could cascade here: the long run would then not be the recorded one."""
+        live = [k for k in keys if self._clients[k[1]]]
+        if any([self._can(k) for k in dict.fromkeys(live)]):
+            return False
+        self._pending.extend(live)
+        return True
 
     def flush(self) -> None:
         """Draw and account the pending events, in order."""

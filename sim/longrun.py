@@ -425,6 +425,30 @@ class LongRunModel:
         )
 
 
+def longrun_inputs(spec: Spec) -> str:
+    """What this module reads of a spec (and whether clients are simulated, since their
+    cascades feed back): designs that agree on it have the same long-run history, replication for
+    replication, unless a cascade intervenes (sim/history.py). Keep it in step with the code
+    (tests/test_history.py checks every `spec.` read here is covered)."""
+    import json
+
+    d = spec.model_dump(mode="json")
+    keep = {
+        "simulation": {k: d["simulation"][k] for k in ("years", "seed", "start")},
+        "cluster": {k: d["cluster"][k] for k in ("nodes", "min_nodes_up", "repair_crews")},
+        "node": d["node"],
+        "lb_failure": (d["lb"] or {}).get("failure"),
+        "session_expiry_s": d["clients"]["session_expiry_s"],
+        "clients": d["clients"]["count"] > 0,
+        "regions": [{k: r[k] for k in ("nodes", "weight", "outage")} for r in d["regions"]],
+        "dr": d["dr"],
+        "maintenance": d["maintenance"] and {k: v for k, v in d["maintenance"].items()
+                                             if k != "evacuate"},
+        "correlated": d["correlated"],
+    }
+    return json.dumps(keep, sort_keys=True)
+
+
 def run_replication(spec: Spec, seed_seq: np.random.SeedSequence,
                     on_node_event: Callable[[NodeEvent], bool] | None = None) -> ReplicationResult:
     rng = np.random.default_rng(seed_seq)

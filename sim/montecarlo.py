@@ -50,18 +50,33 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
 
 def replicate(spec: Spec, index: int, pool_dir: str | None = None) -> ReplicationResult:
     """One replication: the long-run model, then the client transients of its node events
-    (their pools shared through `pool_dir` with the run's other workers)."""
+    (their pools shared through `pool_dir` with the run's other workers). Where a study shares
+    long-run histories between designs (sim/history.py), a recorded one is replayed instead."""
     import sim.clientimpact as clientimpact
+    from sim import history
     from sim.clientimpact import ClientImpact, attach_client_impact
 
     clientimpact.RUN_POOL_DIR = pool_dir
 
+    def new_impact() -> ClientImpact | None:
+        return ClientImpact(spec, np.random.default_rng(np.random.SeedSequence(
+            spec.simulation.seed, spawn_key=(index, 1)))) if spec.clients.count else None
+
     seq = np.random.SeedSequence(spec.simulation.seed, spawn_key=(index,))
-    impact = None
-    if spec.clients.count:
-        impact = ClientImpact(spec, np.random.default_rng(
-            np.random.SeedSequence(spec.simulation.seed, spawn_key=(index, 1))))
+    impact = new_impact()
+    shared = history.path_for(spec, index)
+    recorded = history.load(shared) if shared is not None else None
+    if recorded is not None:
+        result, keys = recorded
+        if impact is None or impact.replay(keys):
+            attach_client_impact(spec, result, impact)
+            return result
+        impact = new_impact()  # a draw here could cascade: this design's own long run
+    if impact is not None and shared is not None:
+        impact.trace = []
     result = run_replication(spec, seq, on_node_event=impact)
+    if shared is not None and recorded is None and (impact is None or not impact.cascades):
+        history.save(shared, result, impact.trace if impact is not None else [])
     attach_client_impact(spec, result, impact)
     return result
 

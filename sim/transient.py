@@ -311,7 +311,8 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
         if not len(rot):  # nothing to connect to: everyone backs off again
             chosen = np.full(len(idx), -1)
         else:
-            chosen = _choose(sc, rot, idx, site, counts + pending, sticky, hashes, rng)
+            chosen = _choose(sc, rot, in_rotation, idx, site, counts + pending, sticky, hashes,
+                             rng)
         arrivals_node.append(chosen)
         arrivals_t.append(a)
         fail_t = np.full(len(idx), np.nan)
@@ -500,13 +501,15 @@ def _initial_sticky(sc: Scenario) -> np.ndarray | None:
     return up[np.arange(sc.sites) % len(up)].astype(np.int64)
 
 
-def _choose(sc: Scenario, rot: np.ndarray, idx: np.ndarray, site: np.ndarray, load: np.ndarray,
-            sticky: np.ndarray | None, hashes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The LB's choice of node for each attempt (in arrival order)."""
+def _choose(sc: Scenario, rot: np.ndarray, in_rotation: np.ndarray, idx: np.ndarray,
+            site: np.ndarray, load: np.ndarray, sticky: np.ndarray | None, hashes: np.ndarray,
+            rng: np.random.Generator) -> np.ndarray:
+    """The LB's choice of node for each attempt (in arrival order); `rot` the nodes in rotation,
+    `in_rotation` the same as a mask over all nodes."""
     if sticky is not None:
         s = site[idx]
-        chosen = sticky[s].copy()
-        stale = ~np.isin(chosen, rot)
+        chosen = sticky[s]  # fancy indexing: a copy
+        stale = ~in_rotation[chosen]
         if stale.any():
             # Each stale site picks anew at its first attempt, seeing the load of every earlier
             # attempt of this step; its later attempts follow it.

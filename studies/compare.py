@@ -13,7 +13,7 @@ import pandas as pd
 
 from sim.metrics import MINUTES_PER_YEAR, mean_ci
 from sim.spec import Spec
-from studies.evaluate import DesignResult, evaluate
+from studies.evaluate import DesignResult, evaluate_all
 
 # (per-replication key, label, unit, factor): availabilities as downtime minutes per year.
 PAIRED = [
@@ -42,8 +42,7 @@ def compare(specs: list[Spec], baseline: int = 0, workers: int | None = None,
     """One row per design and metric: value with its 95 % CI, and the paired difference to the
     baseline with its 95 % CI (`zero_in_ci`: the data cannot tell the designs apart)."""
     specs = _aligned(specs, baseline)
-    results = [evaluate(s, workers=workers, use_cache=use_cache, progress=False, on_done=on_done)
-               for s in specs]
+    results = evaluate_all(specs, workers=workers, use_cache=use_cache, on_done=on_done)
     return table(results, baseline)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 
 import sim
-from sim.longrun import ReplicationResult
+from sim import history
+from sim.longrun import ReplicationResult, longrun_inputs
 from sim.metrics import MINUTES_PER_YEAR, availability_per_replication, summarise
 from sim.montecarlo import run
 from sim.spec import Spec
@@ -72,10 +74,21 @@ def per_replication(spec: Spec, results: list[ReplicationResult]) -> dict[str, n
     return out
 
 
+def evaluate_all(specs: list[Spec], workers: int | None = None, use_cache: bool = True,
+                 on_done: Callable[[DesignResult], None] | None = None) -> list[DesignResult]:
+    """Several designs, in order; those that share their long run with another (probe, LB,
+    sessions, clients differ: sim/history.py) record it once and replay it."""
+    keys = [longrun_inputs(s) for s in specs]
+    shared = Counter(keys)
+    return [evaluate(s, workers=workers, use_cache=use_cache, progress=False, on_done=on_done,
+                     share_history=shared[k] > 1) for s, k in zip(specs, keys, strict=True)]
+
+
 def evaluate(spec: Spec, workers: int | None = None, use_cache: bool = True,
-             progress: bool | None = None, on_done: Callable[[DesignResult], None] | None = None
-             ) -> DesignResult:
-    """Run (or load) one design: its full summary and its per-replication figures."""
+             progress: bool | None = None, on_done: Callable[[DesignResult], None] | None = None,
+             share_history: bool = False) -> DesignResult:
+    """Run (or load) one design: its full summary and its per-replication figures.
+    `share_history`: record or replay its long-run histories in the cache (sim/history.py)."""
     # failover transients on disk too: designs differing only in failure rates share them
     os.environ.setdefault("TWIN_POOL_CACHE", str(cache_dir() / "pools"))
     path = cache_dir() / f"{cache_key(spec)}.json"
@@ -85,7 +98,16 @@ def evaluate(spec: Spec, workers: int | None = None, use_cache: bool = True,
                               {k: np.asarray(v, dtype=float) for k, v in data["per_replication"].items()},
                               cached=True)
     else:
-        outcome = run(spec, workers=workers, progress=progress)
+        before = os.environ.get(history.ENV)
+        if share_history:
+            os.environ[history.ENV] = str(cache_dir() / "longrun")
+        try:
+            outcome = run(spec, workers=workers, progress=progress)
+        finally:
+            if before is None:
+                os.environ.pop(history.ENV, None)
+            else:
+                os.environ[history.ENV] = before
         summary = summarise(spec, outcome.results, outcome.stopped_by)
         result = DesignResult(spec.meta.name, spec, summary,
                               per_replication(spec, outcome.results))

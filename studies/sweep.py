@@ -11,7 +11,7 @@ import pandas as pd
 
 from sim.spec import Spec
 from studies.compare import table
-from studies.evaluate import DesignResult, evaluate
+from studies.evaluate import DesignResult, evaluate_all
 from studies.variants import apply, expand_grid
 
 
@@ -31,8 +31,8 @@ def sweep(spec: Spec, grid: dict[str, list[Any]] | None = None,
     the first design (paired, common random numbers)."""
     todo = designs(spec, grid, variants)
     sim = todo[0][1].simulation
-    results = [evaluate(s.model_copy(update={"simulation": sim}), workers=workers,
-                        use_cache=use_cache, progress=False, on_done=on_done) for _, s in todo]
+    results = evaluate_all([s.model_copy(update={"simulation": sim}) for _, s in todo],
+                           workers=workers, use_cache=use_cache, on_done=on_done)
     df = table(results, 0)
     keys = sorted({k for changes, _ in todo for k in changes})
     for k in keys:
