@@ -297,7 +297,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     on_tick = np.zeros(n, dtype=bool)  # the client's last attempt ended by its own timer
 
     calendar = _Calendar()
-    calendar.push(next_a, np.arange(n), ATTEMPT)
+    calendar.push(next_a, np.arange(n), np.full(n, ATTEMPT, dtype=np.int8))
     arrivals_node: list[np.ndarray] = []
     arrivals_t: list[np.ndarray] = []
     attempts = 0
@@ -321,7 +321,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
         bad = ~ok_h & (chosen >= 0)
         fail_t[chosen < 0] = a[chosen < 0]
         fail_t[bad] = a[bad] + (0.0 if refuse_now else timeout[bad])
-        for j in np.unique(chosen[ok_h]):
+        for j in np.flatnonzero(np.bincount(chosen[ok_h], minlength=sc.nodes)).tolist():
             sel = np.flatnonzero(chosen == j)
             if sc.max_connections is not None:
                 room = max(sc.max_connections - int(counts[j] + pending[j]), 0)
@@ -366,13 +366,16 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
             holding = failed_now[(chosen[failed_now] >= 0) & (fail_t[failed_now] > a[failed_now])]
             if len(holding):
                 np.add.at(pending, chosen[holding], 1)
-                calendar.push(fail_t[holding], chosen[holding], RELEASE)
             on_tick[who] = np.abs(fail_t[failed_now] - a[failed_now] - timeout[failed_now]) < 1e-9
             attempt[who] += 1
             d = backoff(sc, attempt[who], prev[who], rng)
             prev[who] = d
             next_a[who] = fail_t[failed_now] + d
-            calendar.push(next_a[who], who, ATTEMPT)
+            # one filing for both (releases first within a second, as two filings would be)
+            calendar.push(np.concatenate((fail_t[holding], next_a[who])),
+                          np.concatenate((chosen[holding], who)),
+                          np.concatenate((np.full(len(holding), RELEASE, dtype=np.int8),
+                                          np.full(len(who), ATTEMPT, dtype=np.int8))))
     never = np.isnan(outage)
     outage[never] = HORIZON_CAP_S
     all_nodes = np.concatenate(arrivals_node) if arrivals_node else np.empty(0, int)
@@ -396,14 +399,13 @@ class _Calendar:
         self.store: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         self.heap: list[int] = []
 
-    def push(self, times: np.ndarray, values: np.ndarray, kind: int) -> None:
+    def push(self, times: np.ndarray, values: np.ndarray, kinds: np.ndarray) -> None:
         if not len(times):
             return
         keys = np.floor(times / COARSE_S).astype(np.int64)
         order = np.argsort(keys, kind="stable")
-        keys, times, values = keys[order], times[order], values[order]
+        keys, times, values, kinds = keys[order], times[order], values[order], kinds[order]
         cuts = (np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist()
-        kinds = np.full(len(times), kind, dtype=np.int8)
         for lo, hi in zip([0, *cuts], [*cuts, len(keys)], strict=True):
             key = int(keys[lo])
             if key not in self.store:
