@@ -83,50 +83,73 @@ class _Node:
                 self.start_repair = _residual(fms[i].repair.frozen(), rng)
                 self.residual[i] = self.ttf[i]()  # its clock restarts after the repair
         self.down_reasons = 0
+        # The failure clock is a timeout with a callback (a generator resumed per event was most
+        # of a replication's time). A node that goes down while it runs pauses its clocks: the
+        # timeout still fires (`stale`), ages them by the up-time only, and arms the rest.
         self.waiting_up = False  # in the up phase, the failure timer pending
         self.stale = False  # the node went down while the timer was pending
+        self.needs_arm = False  # no timer pending: arm one when the node is up again
         self.up_since = 0.0
         self.up_acc = 0.0  # up-time banked before the node went down meanwhile
-        self.up_event: simpy.Event | None = None
+        self.armed_i = 0
+        self.repairing = ""  # the own failure mode in repair (one at a time)
         if modes:
-            self.proc = env.process(self._run())
+            env.process(self._start())
 
-    def _repair(self, i: int, duration: float):
-        crews = self.region.crews
-        if crews is not None and self.crew[i]:
-            with crews.request() as req:
-                yield req
-                yield self.model.env.timeout(duration)
-        else:
-            yield self.model.env.timeout(duration)
-
-    def _run(self):
-        env = self.model.env
+    def _start(self):
         if self.start_mode is not None:
             self.go_down(self.names[self.start_mode], initial=True)
-            yield from self._repair(self.start_mode, self.start_repair)
-            self.go_up(self.names[self.start_mode])
-        while True:
+            self.needs_arm = True
+            self._repair(self.start_mode, self.start_repair)
+        else:
+            self._arm()
+        return
+        yield  # a process: started at t = 0 in creation order, like every other
+
+    def _arm(self) -> None:
+        self.needs_arm = False
+        residual = self.residual
+        i = min(range(len(residual)), key=residual.__getitem__)
+        self.armed_i = i
+        self.up_since, self.up_acc, self.stale = self.model.env.now, 0.0, False
+        self.waiting_up = True
+        self.model.env.timeout(residual[i]).callbacks.append(self._fire)
+
+    def _fire(self, _event: simpy.Event) -> None:
+        self.waiting_up = False
+        if self.stale:
+            # Down for a while meanwhile (external cause): only up-time ages the clocks.
+            elapsed = self.up_acc + (0.0 if self.down_reasons else self.model.env.now - self.up_since)
+            self.residual = [r - elapsed for r in self.residual]
             if self.down_reasons:
-                self.up_event = env.event()
-                yield self.up_event
-            residual = self.residual
-            i = min(range(len(residual)), key=residual.__getitem__)
-            dt = residual[i]
-            self.up_since, self.up_acc, self.stale = env.now, 0.0, False
-            self.waiting_up = True
-            yield env.timeout(dt)
-            self.waiting_up = False
-            if self.stale:
-                # Down for a while meanwhile (external cause): only up-time ages the clocks.
-                elapsed = self.up_acc + (0.0 if self.down_reasons else env.now - self.up_since)
-                self.residual = [r - elapsed for r in residual]
-                continue
-            self.residual = [r - dt for r in residual]
-            self.residual[i] = self.ttf[i]()
-            self.go_down(self.names[i])
-            yield from self._repair(i, self.repair[i]())
-            self.go_up(self.names[i])
+                self.needs_arm = True
+            else:
+                self._arm()
+            return
+        i = self.armed_i
+        dt = self.residual[i]
+        self.residual = [r - dt for r in self.residual]
+        self.residual[i] = self.ttf[i]()
+        self.needs_arm = True
+        self.go_down(self.names[i])
+        self._repair(i, self.repair[i]())
+
+    def _repair(self, i: int, duration: float) -> None:
+        crews = self.region.crews
+        if crews is not None and self.crew[i]:
+            self.model.env.process(self._crew_repair(i, duration, crews))
+        else:
+            self.repairing = self.names[i]
+            self.model.env.timeout(duration).callbacks.append(self._repaired)
+
+    def _repaired(self, _event: simpy.Event) -> None:
+        self.go_up(self.repairing)
+
+    def _crew_repair(self, i: int, duration: float, crews: simpy.Resource):
+        with crews.request() as req:
+            yield req
+            yield self.model.env.timeout(duration)
+        self.go_up(self.names[i])
 
     def go_down(self, cause: str, initial: bool = False) -> None:
         """`initial`: already down when the run starts (not an event of the run)."""
@@ -142,9 +165,9 @@ class _Node:
         if self.down_reasons == 0:
             if self.waiting_up:
                 self.up_since = self.model.env.now
-            elif self.up_event is not None and not self.up_event.triggered:
-                self.up_event.succeed()
             self.region.node_up(cause)
+            if self.needs_arm:
+                self._arm()
 
 
 class _Region:
