@@ -577,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="print speed figures")
     b.add_argument("--workers", type=_positive_int)
     b.add_argument("--studies", action="store_true",
-                   help="also sweep the 24-design what-if matrix at the reference's settings (~20 min)")
+                   help="also sweep the 24-design what-if matrix at the reference's settings (~5 min)")
     b.set_defaults(func=cmd_bench)
     return p
 
