@@ -395,6 +395,20 @@ class ClientImpact:
         self._account(keys, draws)
 
     def _account(self, keys: list[tuple[str, int, int]], draws: np.ndarray) -> None:
+        if len(keys) == 1:  # one event (one that could cascade): plain additions, no arrays
+            key, i = keys[0], int(draws[0])
+            e = self._pools[key][i]
+            self.events += 1
+            self.client_seconds += e.client_seconds
+            self.client_seconds_by_cause[key[0]] = (
+                self.client_seconds_by_cause.get(key[0], 0.0) + e.client_seconds)
+            self.sessions_lost += e.sessions_lost
+            self.qos1_lost += e.qos1_lost
+            self.qos0_lost += e.qos0_lost
+            self.duplicates += e.duplicates
+            self.cascades += e.cascade
+            self.drawn[key][i] += 1
+            return
         fields = ("client_seconds", "sessions_lost", "qos1_lost", "qos0_lost", "duplicates",
                   "cascade")
         distinct = list(dict.fromkeys(keys))
