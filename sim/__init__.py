@@ -18,3 +18,16 @@ def source_fingerprint() -> str:
 
 
 _FINGERPRINT: str | None = None
+
+
+def write_atomic(path, data: bytes) -> None:
+    """Write a cache file so that no reader ever sees half of it (another process, or a run
+    stopped mid-write): a file of this process's own, renamed over the target."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim import source_fingerprint
+from sim import source_fingerprint, write_atomic
 from sim.longrun import NodeEvent, ReplicationResult
 from sim.spec import Spec
 from sim.transient import HORIZON_CAP_S, Scenario, TransientResult, simulate
@@ -179,9 +179,7 @@ def _disk_pool(spec: Spec, cls: tuple, build) -> list[PoolEntry]:
             except (OSError, pickle.UnpicklingError, EOFError):
                 pass  # a torn file: build it again
         entries = build()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(pickle.dumps(entries))
-        tmp.replace(path)
+        write_atomic(path, pickle.dumps(entries))
     return entries
 
 
@@ -340,9 +338,6 @@ class ClientImpact:
     _pending: list[tuple[str, int, int]] = field(default_factory=list)
     _can_cascade: dict[tuple[str, int, int], bool] = field(default_factory=dict)
 
-    # Every event's key in order when set to a list (a long-run history to share, sim/history.py)
-    trace: list[tuple[str, int, int]] | None = None
-
     def __post_init__(self) -> None:
         self._clients = region_clients(self.spec)
         self._spec_key = spec_id(self.spec)
@@ -359,11 +354,9 @@ class ClientImpact:
 
     def __call__(self, event: NodeEvent) -> bool:
         """Account one event; True if it overloads a survivor into a cascade."""
-        key = (event.cause, event.region, event.nodes_up_before)
-        if self.trace is not None:
-            self.trace.append(key)
         if not self._clients[event.region]:
             return False  # a standby region: nobody is connected there
+        key = (event.cause, event.region, event.nodes_up_before)
         if not self._can(key):  # its draw cannot change the long run: later, with the others
             self._pending.append(key)
             return False
@@ -387,12 +380,10 @@ class ClientImpact:
         keys, self._pending = self._pending, []
         if not keys:
             return
-        sizes = {len(self._pools[k]) for k in set(keys)}
-        if len(sizes) == 1:  # one call gives what a call per event gives (numpy's bounded draws)
-            draws = self.rng.integers(sizes.pop(), size=len(keys))
-        else:
-            draws = np.array([self.rng.integers(len(self._pools[k])) for k in keys])
-        self._account(keys, draws)
+        # Every pool has POOL_SIZE entries; one call gives what a call per event gives (numpy's
+        # bounded draws), the unpacking fails loudly should pools ever differ in size.
+        (size,) = {len(self._pools[k]) for k in set(keys)}
+        self._account(keys, self.rng.integers(size, size=len(keys)))
 
     def _account(self, keys: list[tuple[str, int, int]], draws: np.ndarray) -> None:
         if len(keys) == 1:  # one event (one that could cascade): plain additions, no arrays

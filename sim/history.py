@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim import source_fingerprint
+from sim import source_fingerprint, write_atomic
 from sim.longrun import ReplicationResult, longrun_inputs
 from sim.spec import Spec
 
@@ -43,11 +43,8 @@ def load(path: Path) -> tuple[ReplicationResult, list[Key]] | None:
 
 
 def save(path: Path, result: ReplicationResult, keys: list[Key]) -> None:
-    """Before the client figures are attached to `result`. Atomic: never a half-written file."""
+    """Before the client figures are attached to `result`."""
     distinct = list(dict.fromkeys(keys))
     code = {k: i for i, k in enumerate(distinct)}
     codes = np.array([code[k] for k in keys], dtype=np.int32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(pickle.dumps((result, distinct, codes)))
-    tmp.replace(path)
+    write_atomic(path, pickle.dumps((result, distinct, codes)))

@@ -20,7 +20,7 @@ from functools import partial
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sim.longrun import ReplicationResult, run_replication
+from sim.longrun import NodeEvent, ReplicationResult, run_replication
 from sim.spec import Spec
 
 Worker = Callable[[Spec, int], ReplicationResult]
@@ -58,25 +58,27 @@ def replicate(spec: Spec, index: int, pool_dir: str | None = None) -> Replicatio
 
     clientimpact.RUN_POOL_DIR = pool_dir
 
-    def new_impact() -> ClientImpact | None:
-        return ClientImpact(spec, np.random.default_rng(np.random.SeedSequence(
-            spec.simulation.seed, spawn_key=(index, 1)))) if spec.clients.count else None
-
     seq = np.random.SeedSequence(spec.simulation.seed, spawn_key=(index,))
-    impact = new_impact()
+    impact = ClientImpact(spec, np.random.default_rng(np.random.SeedSequence(
+        spec.simulation.seed, spawn_key=(index, 1)))) if spec.clients.count else None
     shared = history.path_for(spec, index)
     recorded = history.load(shared) if shared is not None else None
     if recorded is not None:
-        result, keys = recorded
-        if impact is None or impact.replay(keys):
+        result, events = recorded
+        if impact is None or impact.replay(events):
             attach_client_impact(spec, result, impact)
             return result
-        impact = new_impact()  # a draw here could cascade: this design's own long run
-    if impact is not None and shared is not None:
-        impact.trace = []
-    result = run_replication(spec, seq, on_node_event=impact)
-    if shared is not None and recorded is None and (impact is None or not impact.cascades):
-        history.save(shared, result, impact.trace if impact is not None else [])
+        # a draw here could cascade: this design's own long run (the replay drew nothing)
+    keys: list[tuple[str, int, int]] = []
+
+    def record(event: NodeEvent) -> bool:  # the first design of a study with this long run
+        keys.append((event.cause, event.region, event.nodes_up_before))
+        return impact(event) if impact is not None else False
+
+    recording = shared is not None and recorded is None
+    result = run_replication(spec, seq, on_node_event=record if recording else impact)
+    if recording and (impact is None or not impact.cascades):  # else it is this design's own
+        history.save(shared, result, keys)
     attach_client_impact(spec, result, impact)
     return result
 

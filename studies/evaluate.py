@@ -112,11 +112,8 @@ def evaluate(spec: Spec, workers: int | None = None, use_cache: bool = True,
         result = DesignResult(spec.meta.name, spec, summary,
                               per_replication(spec, outcome.results))
         if use_cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"summary": summary, "per_replication": {
-                k: v.tolist() for k, v in result.per_replication.items()}}))
-            tmp.replace(path)  # never a half-written cache entry
+            sim.write_atomic(path, json.dumps({"summary": summary, "per_replication": {
+                k: v.tolist() for k, v in result.per_replication.items()}}).encode())
     if on_done is not None:
         on_done(result)
     return result
