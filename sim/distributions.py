@@ -169,22 +169,21 @@ DIST_NAMES = ("exponential", "weibull", "lognormal", "gamma", "deterministic", "
 class BufferedSampler:
     """Draws from a frozen distribution in blocks: one scipy call per block, not per event."""
 
-    __slots__ = ("_dist", "_rng", "_buf", "_i", "_block")
+    __slots__ = ("_dist", "_rng", "_next", "_block")
 
     def __init__(self, dist, rng: np.random.Generator, block: int = 256) -> None:
         self._dist = dist
         self._rng = rng
         self._block = block
-        self._buf: list[float] = []
-        self._i = 0
+        self._next = iter(()).__next__  # a list iterator's __next__: the cheapest call per draw
 
     def __call__(self) -> float:
-        if self._i >= len(self._buf):
+        try:
+            return self._next()
+        except StopIteration:
             draws = self._dist.rvs(size=self._block, random_state=self._rng)
-            self._buf = np.asarray(draws, dtype=float).tolist()
-            self._i = 0
-        self._i += 1
-        return self._buf[self._i - 1]
+            self._next = iter(np.asarray(draws, dtype=float).tolist()).__next__
+            return self._next()
 
 
 class EquilibriumResidual:

@@ -61,7 +61,8 @@ class _Node:
 
     def __init__(self, model: LongRunModel, region: _Region, index: int) -> None:
         self.model, self.region, self.index = model, region, index
-        env = model.env
+        self.env = env = model.env
+        self._on_fire, self._on_repaired = self._fire, self._repaired  # bound once, not per event
         modes = model.spec.node.failure.modes()
         self.names = [f"node.{m}" for m in modes]
         self.ttf = [BufferedSampler(fm.ttf_dist(), model.rng) for fm in modes.values()]
@@ -109,17 +110,18 @@ class _Node:
     def _arm(self) -> None:
         self.needs_arm = False
         residual = self.residual
-        i = min(range(len(residual)), key=residual.__getitem__)
+        i = residual.index(min(residual))  # the first of equal minima
         self.armed_i = i
-        self.up_since, self.up_acc, self.stale = self.model.env.now, 0.0, False
+        env = self.env
+        self.up_since, self.up_acc, self.stale = env.now, 0.0, False
         self.waiting_up = True
-        self.model.env.timeout(residual[i]).callbacks.append(self._fire)
+        env.timeout(residual[i]).callbacks.append(self._on_fire)
 
     def _fire(self, _event: simpy.Event) -> None:
         self.waiting_up = False
         if self.stale:
             # Down for a while meanwhile (external cause): only up-time ages the clocks.
-            elapsed = self.up_acc + (0.0 if self.down_reasons else self.model.env.now - self.up_since)
+            elapsed = self.up_acc + (0.0 if self.down_reasons else self.env.now - self.up_since)
             self.residual = [r - elapsed for r in self.residual]
             if self.down_reasons:
                 self.needs_arm = True
@@ -140,7 +142,7 @@ class _Node:
             self.model.env.process(self._crew_repair(i, duration, crews))
         else:
             self.repairing = self.names[i]
-            self.model.env.timeout(duration).callbacks.append(self._repaired)
+            self.env.timeout(duration).callbacks.append(self._on_repaired)
 
     def _repaired(self, _event: simpy.Event) -> None:
         self.go_up(self.repairing)
@@ -157,14 +159,14 @@ class _Node:
         if self.down_reasons == 1:
             if self.waiting_up:
                 self.stale = True
-                self.up_acc += self.model.env.now - self.up_since
+                self.up_acc += self.env.now - self.up_since
             self.region.node_down(cause, initial)
 
     def go_up(self, cause: str) -> None:
         self.down_reasons -= 1
         if self.down_reasons == 0:
             if self.waiting_up:
-                self.up_since = self.model.env.now
+                self.up_since = self.env.now
             self.region.node_up(cause)
             if self.needs_arm:
                 self._arm()
@@ -349,7 +351,8 @@ class LongRunModel:
             self.events_by_cause[cause] = self.events_by_cause.get(cause, 0) + 1
 
     def node_event(self, region: int, cause: str, before: int, after: int) -> None:
-        self.count(cause, True)
+        counts = self.events_by_cause  # count(), inline: this runs at every node event
+        counts[cause] = counts.get(cause, 0) + 1
         if self.on_node_event is not None and self.on_node_event(
                 NodeEvent(self.env.now, region, cause, before, after)):
             self.env.process(self._cascade(region))
