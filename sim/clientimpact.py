@@ -370,7 +370,7 @@ class ClientImpact:
         """Account the events of a recorded long run. False, with nothing accounted, if a draw
         could cascade here: the long run would then not be the recorded one."""
         live = [k for k in keys if self._clients[k[1]]]
-        if any([self._can(k) for k in dict.fromkeys(live)]):
+        if any(self._can(k) for k in dict.fromkeys(live)):
             return False
         self._pending.extend(live)
         return True

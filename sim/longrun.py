@@ -139,7 +139,7 @@ class _Node:
     def _repair(self, i: int, duration: float) -> None:
         crews = self.region.crews
         if crews is not None and self.crew[i]:
-            self.model.env.process(self._crew_repair(i, duration, crews))
+            self.env.process(self._crew_repair(i, duration, crews))
         else:
             self.repairing = self.names[i]
             self.env.timeout(duration).callbacks.append(self._on_repaired)
@@ -150,7 +150,7 @@ class _Node:
     def _crew_repair(self, i: int, duration: float, crews: simpy.Resource):
         with crews.request() as req:
             yield req
-            yield self.model.env.timeout(duration)
+            yield self.env.timeout(duration)
         self.go_up(self.names[i])
 
     def go_down(self, cause: str, initial: bool = False) -> None:
@@ -351,8 +351,7 @@ class LongRunModel:
             self.events_by_cause[cause] = self.events_by_cause.get(cause, 0) + 1
 
     def node_event(self, region: int, cause: str, before: int, after: int) -> None:
-        counts = self.events_by_cause  # count(), inline: this runs at every node event
-        counts[cause] = counts.get(cause, 0) + 1
+        self.count(cause, True)
         if self.on_node_event is not None and self.on_node_event(
                 NodeEvent(self.env.now, region, cause, before, after)):
             self.env.process(self._cascade(region))
