@@ -95,6 +95,7 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
         if down_since is not None:
             never_back.append(client)
 
+    silent = _silent_streams(sent, acked, received, fault_start)
     acked_lost = sorted(k for k in acked if received.get(k, 0) == 0)
     unacked_lost = [k for k in sent if k not in acked and received.get(k, 0) == 0]
     duplicates = sum(n - 1 for n in received.values() if n > 1)
@@ -114,9 +115,31 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
         "sessions": {"reconnects": reconnects, "present": present,
                      "present_ratio": present / reconnects if reconnects else None},
         "fault": {"start": fault_start, "end": fault_end},
+        "valid": not silent,
+        "invalid": [f"{p}: none of its {n} messages acknowledged more than {SILENT_MARGIN_S:.0f} s "
+                    "before the fault arrived: its subscription never worked, so the run "
+                    "measured the set-up, not the failover" for p, n in silent],
         **_by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles,
                      role_changes),
     }
+
+
+SILENT_MARGIN_S = 1.0  # messages this close to the fault may still be in flight
+
+
+def _silent_streams(sent: dict[tuple[str, int], float], acked: set[tuple[str, int]],
+                    received: dict[tuple[str, int], int], fault_start: float | None
+                    ) -> list[tuple[str, int]]:
+    """Publishers with at least 3 messages acknowledged well before the fault of which none
+    arrived: (publisher, count)."""
+    if fault_start is None:
+        return []
+    before: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for k, t in sent.items():
+        if k in acked and t < fault_start - SILENT_MARGIN_S:
+            before[k[0]].append(k)
+    return sorted((p, len(ks)) for p, ks in before.items()
+                  if len(ks) >= 3 and not any(received.get(k, 0) for k in ks))
 
 
 def _by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles,

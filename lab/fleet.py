@@ -28,6 +28,7 @@ from lab.history import HistoryWriter
 # retry in lockstep, and a whole run would be one sample of the timing.
 TIMER_TICK_S = 0.25
 TIMER_PHASE = "per_client"
+MAX_CLIENTS = 2000
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class FleetSettings:
     def __post_init__(self) -> None:
         if self.subscribers < 1 or self.publishers < 0:
             raise ValueError("clients.subscribers must be >= 1 and clients.publishers >= 0")
+        if self.subscribers + self.publishers > MAX_CLIENTS:
+            raise ValueError(f"clients.subscribers + clients.publishers = "
+                             f"{self.subscribers + self.publishers}: at most {MAX_CLIENTS} "
+                             "(the probe fleet's one I/O thread; tested with 500)")
         if self.qos not in (0, 1):
             raise ValueError(f"clients.qos = {self.qos}: allowed 0, 1")
         if self.protocol not in ("3.1.1", "5"):
@@ -94,10 +99,10 @@ class Fleet:
             if not rc.is_failure:
                 self.connected.add(cid)
                 self._delay[client] = self.s.reconnect_min_s
-                if topic is not None and not sp:
+                # A session the broker kept has its subscription only if a SUBACK was seen: a
+                # connection dropped between CONNACK and SUBACK comes back "present" but empty.
+                if topic is not None and (not sp or cid not in self.subscribed):
                     client.subscribe(topic, qos=self.s.qos)
-                elif topic is not None:
-                    self.subscribed.add(cid)
 
         def on_disconnect(client, userdata, flags, rc, props=None):
             self.connected.discard(cid)

@@ -12,6 +12,7 @@ back-off, LB settings) with the calibrated values and measures the twin's error 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,10 @@ def load_results(paths: list[str | Path]) -> list[dict[str, Any]]:
         if not isinstance(data, dict) or data.get("meta", {}).get("schema_version") != 1:
             raise CalibrationError(f"{f}: not a lab summary (meta.schema_version 1, lab/SCHEMA.md)")
         data["meta"]["source_file"] = str(f)
+        if data.get("valid") is False:  # the checker found the run measured something else
+            print(f"{f}: skipped, not a valid run: {'; '.join(data.get('invalid', []))[:300]}",
+                  file=sys.stderr)
+            continue
         results.append(data)
     if not results:
         raise CalibrationError("no lab summary files given")

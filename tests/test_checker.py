@@ -102,3 +102,22 @@ def test_a_refused_connack_ends_an_attempt_not_the_outage() -> None:
     assert out["sessions"] == {"reconnects": 1, "present": 0, "present_ratio": 0.0}
     assert out["origin"]["target_attempts"] == [[approx(2.0), False, approx(0.01), 0],
                                                 [approx(6.0), True, approx(0.02), 0]]
+
+
+def test_a_stream_that_never_delivered_before_the_fault_makes_the_run_invalid() -> None:
+    """A subscription that never worked (seen: a connection dropped between CONNACK and SUBACK
+    came back 'session present' with no subscription) is set-up, not failover: the run says so."""
+    h = [{"ev": "connect", "c": "r1-s0", "t": 0.0, "sp": False},
+         {"ev": "connect", "c": "r1-p0", "t": 0.0, "sp": False},
+         {"ev": "connect", "c": "r1-p1", "t": 0.0, "sp": False}]
+    for p in ("r1-p0", "r1-p1"):
+        for s in range(5):
+            h += [{"ev": "send", "p": p, "s": s, "t": 1.0 + s}, {"ev": "ack", "p": p, "s": s, "t": 1.1 + s}]
+    for s in range(5):  # p0's stream arrives; p1's never does
+        h.append({"ev": "recv", "c": "r1-s0", "p": "r1-p0", "s": s, "ts": 1.0 + s, "t": 1.2 + s, "dup": 0})
+    fault = {"ev": "fault", "t": 10.0, "what": "kill", "target": "n1", "phase": "start"}
+    out = check([*h, fault, {"ev": "stop", "t": 20.0}])
+    assert out["valid"] is False and len(out["invalid"]) == 1 and "r1-p1" in out["invalid"][0]
+    # with p1's first message delivered, the run is valid again
+    h.append({"ev": "recv", "c": "r1-s0", "p": "r1-p1", "s": 0, "ts": 1.0, "t": 1.2, "dup": 0})
+    assert check([*h, fault, {"ev": "stop", "t": 20.0}])["valid"] is True

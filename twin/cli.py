@@ -269,7 +269,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             return _lab_run(args)
         profiles = tuple(p for p, on in (("region-b", args.region_b), ("monitoring", args.monitoring))
                          if on)
-        lab = Lab(LabConfig(broker=_lab_broker(args), profiles=profiles,
+        lab = Lab(LabConfig(broker=_lab_broker(args), profiles=profiles, image=args.image,
                             lb=LBSettings(probe=args.probe, algorithm=args.algorithm)))
         if args.lab_command == "up":
             lab.up()
@@ -318,10 +318,10 @@ def _lab_run(args: argparse.Namespace) -> int:
         scenario = replace(scenario, sessions=args.sessions)
     out = Path(args.out)
     summaries = run_scenario(scenario, out, args.repeat, broker=_lab_broker(args),
-                             progress=lambda msg: console.log(msg))
+                             progress=lambda msg: console.log(msg), image=args.image)
     table = Table(title=f"{scenario.name}: {len(summaries)} run(s), results in {out}")
     for col in ("run", "target", "outage p50/p95 s", "reconnected", "session present",
-                "ack lost", "unacked lost", "dup", "reordered"):
+                "ack lost", "unacked lost", "dup", "reordered", "valid"):
         table.add_column(col)
     for k, s in enumerate(summaries):
         o = s["client_outage_s"]
@@ -331,8 +331,12 @@ def _lab_run(args: argparse.Namespace) -> int:
                       "-" if s["sessions"]["present_ratio"] is None
                       else f"{s['sessions']['present_ratio'] * 100:.0f} %",
                       str(s["messages"]["acknowledged_lost"]), str(s["messages"]["lost_unacknowledged"]),
-                      str(s["messages"]["duplicated"]), str(s["messages"]["reordered"]))
+                      str(s["messages"]["duplicated"]), str(s["messages"]["reordered"]),
+                      "yes" if s.get("valid", True) else "NO")
     Console().print(table)
+    for k, s in enumerate(summaries):
+        for why in s.get("invalid", []):
+            console.print(f"run {k} is not a valid failover measurement: {why}")
     return 0
 
 
@@ -526,8 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def _broker_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--broker", choices=["emqx-local", "emqx", "standin"],
-                       help="emqx-local: EMQX built here (lab/images/build.sh); emqx: Docker Hub "
-                       "images; standin: NATS (default: the running lab's, else emqx-local)")
+                       help="emqx-local: EMQX packed here from a release tarball "
+                       "(lab/images/build.sh TARBALL); emqx: Docker Hub images; standin: NATS "
+                       "(default: the running lab's, else emqx-local)")
+        p.add_argument("--image", metavar="NAME",
+                       help="EMQX only: the EMQX image to run, e.g. emqx/emqx-enterprise:5.8.9 "
+                       "(default: EMQX_IMAGE, else the broker's); Enterprise takes its licence "
+                       "from EMQX_LICENSE__KEY (unset: the evaluation licence, 25 sessions)")
 
     lab = sub.add_parser("lab", help="the lab of real brokers behind a real LB")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
