@@ -4,10 +4,12 @@ The same compose services, faults, fleet and checker run on every broker; an ada
 images and compose files to use, how the LB probes a node, which node holds which client, and who
 leads what in the cluster (the NATS stand-in's JetStream leaders; EMQX has no leader per session).
 
-* `emqx-local` - EMQX built from a release tarball here (lab/images/build.sh), HAProxy from Debian
-* `emqx`       - the Docker Hub images (emqx/emqx, haproxy): the same compose file
+* `emqx-local` - EMQX packed here from an official release tarball (lab/images/build.sh TARBALL),
+                 HAProxy from Debian
+* `emqx`       - the Docker Hub images (emqx/emqx:5.8.9, haproxy): the same compose file
 * `standin`    - a NATS cluster (JetStream-backed MQTT) from the same local base image: a second
-                 broker, held out from the EMQX calibration
+                 broker, held out from the EMQX calibration; what CI runs
+Either EMQX broker takes any image by name (`--image`, or EMQX_IMAGE), Enterprise included.
 """
 
 from __future__ import annotations
@@ -29,6 +31,26 @@ PROMETHEUS_LOCAL_IMAGE = "mqtt-ha-twin/prometheus:local"
 API_KEY_FILE = "emqx-api-key.txt"  # lab/generated/: EMQX's api_key.bootstrap_file (key:secret:role)
 NATS_ROLES_PATH = "/jsz?accounts=true&streams=true"
 EMQX_SESSIONS_ROLE = "sessions@"  # + node: who holds that node's sessions (see roles_of)
+# EMQX's durable-storage databases whose settings the lab passes through (5.8.9 config paths
+# durable_storage.<db>.backend / n_sites / replication_factor; builtin_raft is Enterprise-only).
+EMQX_DS_DATABASES = ("messages", "queues")
+NO_EMQX_IMAGE = ("no EMQX image: `--broker emqx` pulls emqx/emqx:5.8.9 from Docker Hub; "
+                 "`lab/images/build.sh TARBALL` packs an official release; `--broker standin` runs NATS")
+
+
+@dataclass(frozen=True)
+class DurableStorage:
+    """EMQX durable-storage settings, passed to every node as EMQX_DURABLE_STORAGE__* (None: EMQX's
+    default: builtin_local in the open-source build, builtin_raft with 3 replicas in Enterprise)."""
+    backend: str | None = None  # builtin_local | builtin_raft
+    n_sites: int | None = None
+    replication_factor: int | None = None
+
+    def env(self) -> dict[str, str]:
+        values = {"BACKEND": self.backend, "N_SITES": self.n_sites,
+                  "REPLICATION_FACTOR": self.replication_factor}
+        return {f"EMQX_DURABLE_STORAGE__{db.upper()}__{k}": str(v)
+                for db in EMQX_DS_DATABASES for k, v in values.items() if v is not None}
 
 
 def nats_roles_of(jsz: dict) -> dict[str, str]:
@@ -51,35 +73,50 @@ class Adapter:
     def is_emqx(self) -> bool:
         return self.name.startswith("emqx")
 
-    def version(self) -> str:
+    def emqx_image(self, image: str | None = None) -> str | None:
+        """The EMQX image this broker runs: `image`, else EMQX_IMAGE, else the broker's default."""
+        if not self.is_emqx:
+            return None
+        default = EMQX_LOCAL_IMAGE if self.name == "emqx-local" else EMQX_HUB_IMAGE
+        return image or os.environ.get("EMQX_IMAGE") or default
+
+    def version(self, image: str | None = None) -> str:
         if self.name == "standin":
             return "nats-server 2.9 (Debian bookworm), stand-in, not EMQX"
-        default = EMQX_LOCAL_IMAGE if self.name == "emqx-local" else EMQX_HUB_IMAGE
-        return os.environ.get("EMQX_IMAGE", default)
+        return str(self.emqx_image(image))
 
-    def compose_env(self) -> dict[str, str]:
-        """Image variables of docker-compose.lab.yml; a user's own EMQX_IMAGE etc. win."""
+    def compose_env(self, image: str | None = None) -> dict[str, str]:
+        """Image variables of docker-compose.lab.yml; a user's own HAPROXY_IMAGE etc. win."""
+        env: dict[str, str] = {}
+        if self.name != "emqx":  # emqx: Docker Hub's haproxy and netshoot, as compose says
+            env = {k: os.environ.get(k, v) for k, v in (
+                ("HAPROXY_IMAGE", BASE_IMAGE), ("NETTOOLS_IMAGE", BASE_IMAGE),
+                ("STANDIN_IMAGE", BASE_IMAGE), ("PROMETHEUS_IMAGE", PROMETHEUS_LOCAL_IMAGE))}
+        emqx = self.emqx_image(image)
+        if emqx:
+            env["EMQX_IMAGE"] = emqx
+        return env
+
+    def required_images(self, profiles: tuple[str, ...] = (), image: str | None = None) -> list[str]:
+        """The images this broker's lab needs on this machine before compose starts (`emqx`
+        leaves them to compose, which pulls them from Docker Hub)."""
         if self.name == "emqx":
-            return {}
-        env = {"HAPROXY_IMAGE": BASE_IMAGE, "NETTOOLS_IMAGE": BASE_IMAGE,
-               "STANDIN_IMAGE": BASE_IMAGE, "PROMETHEUS_IMAGE": PROMETHEUS_LOCAL_IMAGE}
-        if self.name == "emqx-local":
-            env["EMQX_IMAGE"] = EMQX_LOCAL_IMAGE
-        return {k: os.environ.get(k, v) for k, v in env.items()}
-
-    def required_images(self, profiles: tuple[str, ...] = ()) -> list[str]:
-        """The locally built images this broker's lab needs (compose would try to pull them)."""
-        env = self.compose_env()
+            return []
+        env = self.compose_env(image)
         keys = ["EMQX_IMAGE", "HAPROXY_IMAGE", "STANDIN_IMAGE"]
         keys += ["PROMETHEUS_IMAGE"] if "monitoring" in profiles else []
         return sorted({env[k] for k in keys if k in env})
 
     # -- generated files -------------------------------------------------------------------
-    def write_generated(self, generated: Path, nodes: tuple[str, ...], sessions: str) -> None:
+    def write_generated(self, generated: Path, nodes: tuple[str, ...], sessions: str,
+                        extra_nodes: tuple[str, ...] = ()) -> None:
+        """`extra_nodes` (region B) route to every node; `nodes` only to each other, so that a
+        lab without region B is the 3-node cluster the stand-in was calibrated on."""
         if self.name == "standin":
             replicas = 3 if sessions == "durable" else 1
-            for name in nodes:
-                routes = ", ".join(f"nats-route://{n}:6222" for n in nodes if n != name)
+            for name in nodes + extra_nodes:
+                peers = nodes + extra_nodes if name in extra_nodes else nodes
+                routes = ", ".join(f"nats-route://{n}:6222" for n in peers if n != name)
                 (generated / f"nats-{name}.conf").write_text(
                     f'server_name: "{name}"\nlisten: "0.0.0.0:4222"\nhttp: "0.0.0.0:8222"\n'
                     f'jetstream {{ store_dir: "/data/js" }}\n'

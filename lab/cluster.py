@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 from docker.models.containers import Container
 
-from lab.brokers import Adapter, adapter, get_json
+from lab.brokers import NO_EMQX_IMAGE, Adapter, DurableStorage, adapter, get_json
 from lab.lbconfig import Backend, LBSettings, haproxy_cfg
 
 PROJECT = "mqtt-ha-twin-lab"
@@ -51,6 +51,13 @@ class LabConfig:
     mqtt_port: int = 18830
     stats_port: int = 18404
     dist_net_ticktime_s: int = 120  # EMQX node.dist_net_ticktime (its default: 2 min)
+    image: str | None = None  # EMQX only: any image by name (else EMQX_IMAGE, else the broker's)
+    durable_storage: DurableStorage = field(default_factory=DurableStorage)  # EMQX, durable only
+
+    def __post_init__(self) -> None:
+        if self.image and not self.adapter.is_emqx:
+            raise LabError(f"image = {self.image!r}: only for an EMQX broker (emqx-local, emqx), "
+                           f"not {self.broker}")
 
     @property
     def adapter(self) -> Adapter:
@@ -61,7 +68,13 @@ class LabConfig:
         return self.broker == "standin"
 
     def broker_version(self) -> str:
-        return self.adapter.version()
+        return self.adapter.version(self.image)
+
+    def emqx_env(self) -> dict[str, str]:
+        """EMQX settings passed through to every node (docker-compose.lab.yml lists them)."""
+        if not (self.adapter.is_emqx and self.sessions == "durable"):
+            return {}
+        return self.durable_storage.env()
 
 
 def docker_client() -> docker.DockerClient:
@@ -98,7 +111,8 @@ class Lab:
         exe = shutil.which("docker-compose")
         base = [exe] if exe else ["docker", "compose"]
         profiles = [a for p in self.config.profiles for a in ("--profile", p)]
-        env = {**os.environ, **self.config.adapter.compose_env(),
+        env = {**os.environ, **self.config.adapter.compose_env(self.config.image),
+               **self.config.emqx_env(),
                "LAB_MQTT_PORT_A": str(self.config.mqtt_port),
                "LAB_STATS_PORT_A": str(self.config.stats_port),
                "EMQX_DURABLE_SESSIONS": str(self.config.sessions == "durable").lower(),
@@ -126,16 +140,18 @@ class Lab:
             backends = tuple(Backend(n, 1883, a.health_port, a.health_path) for n in names)
             lb = LBSettings(**{**self.config.lb.__dict__, "backends": backends})
             (self.generated / f"haproxy-{region}.cfg").write_text(haproxy_cfg(lb))
-        a.write_generated(self.generated, REGION_A, self.config.sessions)
+        a.write_generated(self.generated, REGION_A, self.config.sessions, REGION_B)
 
     def check_images(self) -> None:
         """Refuse to start when a locally built image is missing (compose would try to pull)."""
-        for image in self.config.adapter.required_images(self.config.profiles):
+        a = self.config.adapter
+        for image in a.required_images(self.config.profiles, self.config.image):
             try:
                 self.docker.images.get(image)
             except docker.errors.ImageNotFound:
-                raise LabError(f"broker = {self.config.broker}: image {image} is missing; build "
-                               f"it with `bash lab/images/build.sh [EMQX_TARBALL]`") from None
+                how = (NO_EMQX_IMAGE if image == a.emqx_image(self.config.image)
+                       else "build it with `bash lab/images/build.sh`")
+                raise LabError(f"broker = {self.config.broker}: image {image} is missing; {how}") from None
 
     def up(self, timeout_s: float = 180) -> None:
         self.check_images()

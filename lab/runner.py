@@ -152,6 +152,8 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "kernel_netem": netem_available(),
     }
+    if lab.config.emqx_env():  # EMQX settings passed through (durable storage)
+        meta["emqx_env"] = lab.config.emqx_env()
     h.write("meta", **meta)
     host, port = lab.endpoint()
     fleet = Fleet(host, port, scenario.clients, h, run_id)
@@ -195,13 +197,14 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
 
 
 def run_scenario(scenario: Scenario, out: Path, repeat: int | None = None,
-                 broker: str = "emqx-local", progress: Callable[[str], None] = lambda s: None
-                 ) -> list[dict[str, Any]]:
+                 broker: str = "emqx-local", progress: Callable[[str], None] = lambda s: None,
+                 image: str | None = None) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
     for k in range(repeat or scenario.repetitions):
         lab = Lab(LabConfig(broker=broker, sessions=scenario.sessions, lb=scenario.lb,
-                            dist_net_ticktime_s=scenario.dist_net_ticktime_s))
+                            dist_net_ticktime_s=scenario.dist_net_ticktime_s, image=image,
+                            durable_storage=scenario.durable_storage))
         repaired = heal(lab) if lab.containers() else []
         if repaired:
             progress("healed: " + ", ".join(repaired))

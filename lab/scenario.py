@@ -18,6 +18,11 @@ repetitions = 1
 sessions = "memory"            # EMQX: durable_sessions.enable false (memory) or true (durable);
                                # stand-in: node-local (memory) or replicated (durable) streams
 dist_net_ticktime_s = 120      # EMQX node.dist_net_ticktime: how long a silent node counts as up
+durable_backend = "builtin_raft"   # EMQX durable storage (durable sessions only; Enterprise for
+durable_n_sites = 3                # builtin_raft); absent: EMQX's own defaults
+durable_replication_factor = 3
+session_limit = 25             # refuse a fleet with more sessions (EMQX Enterprise's evaluation
+                               # licence counts 25 across the cluster)
 ```
 """
 
@@ -28,6 +33,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from lab.brokers import DurableStorage
 from lab.cluster import LabError
 from lab.faults import FAULTS
 from lab.fleet import FleetSettings
@@ -49,7 +55,15 @@ class Scenario:
     lb: LBSettings = LBSettings()
     sessions: str = "memory"
     dist_net_ticktime_s: int = 120
+    durable_storage: DurableStorage = DurableStorage()
+    session_limit: int | None = None
     path: str = ""
+
+
+# [lab] keys: integer bounds, or (None, None) for the ones checked apart.
+LAB_KEYS: dict[str, tuple[int | None, int | None]] = {
+    "sessions": (None, None), "dist_net_ticktime_s": (5, 600), "durable_backend": (None, None),
+    "durable_n_sites": (1, 15), "durable_replication_factor": (1, 5), "session_limit": (1, 10_000_000)}
 
 
 def _build(cls, table: dict[str, Any], where: str):
@@ -90,14 +104,26 @@ def load_scenario(path: str | Path) -> Scenario:
     sessions = lab_table.get("sessions", "memory")
     if sessions not in ("durable", "memory"):
         raise LabError(f"{path}: lab.sessions = {sessions!r}: allowed durable, memory")
-    if set(lab_table) - {"sessions", "dist_net_ticktime_s"}:
-        raise LabError(f"{path}: lab: unknown key(s) {sorted(set(lab_table) - {'sessions', 'dist_net_ticktime_s'})}; "
-                       "allowed: sessions, dist_net_ticktime_s")
-    tick = lab_table.get("dist_net_ticktime_s", 120)
-    if not (isinstance(tick, int) and not isinstance(tick, bool) and 5 <= tick <= 600):
-        raise LabError(f"{path}: lab.dist_net_ticktime_s = {tick!r}: must be an integer in 5..600")
+    unknown = set(lab_table) - set(LAB_KEYS)
+    if unknown:
+        raise LabError(f"{path}: lab: unknown key(s) {sorted(unknown)}; allowed: {', '.join(LAB_KEYS)}")
+    for key, (lo, hi) in LAB_KEYS.items():
+        v = lab_table.get(key)
+        if lo is not None and v is not None and not (
+                isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi):
+            raise LabError(f"{path}: lab.{key} = {v!r}: must be an integer in {lo}..{hi}")
+    backend = lab_table.get("durable_backend")
+    if backend not in (None, "builtin_local", "builtin_raft"):
+        raise LabError(f"{path}: lab.durable_backend = {backend!r}: allowed builtin_local, builtin_raft")
     clients = _build(FleetSettings, data.get("clients", {}), f"{path}: clients")
+    limit = lab_table.get("session_limit")
+    if limit is not None and clients.subscribers + clients.publishers > limit:
+        raise LabError(f"{path}: clients.subscribers + clients.publishers = "
+                       f"{clients.subscribers + clients.publishers}: more than lab.session_limit = {limit}")
     lb = _build(LBSettings, data.get("lb", {}), f"{path}: lb")
     scenario = _build(Scenario, sc, f"{path}: scenario")
+    durable = DurableStorage(backend, lab_table.get("durable_n_sites"),
+                             lab_table.get("durable_replication_factor"))
     return Scenario(**{**scenario.__dict__, "clients": clients, "lb": lb, "sessions": sessions,
-                       "dist_net_ticktime_s": tick, "path": str(path)})
+                       "dist_net_ticktime_s": lab_table.get("dist_net_ticktime_s", 120),
+                       "durable_storage": durable, "session_limit": limit, "path": str(path)})

@@ -3,11 +3,13 @@
 # FROM that local base.
 #   mqtt-ha-twin/base:bookworm      Debian bookworm with haproxy (the LB), nftables (faults), curl,
 #                                   nats-server (the stand-in broker) and EMQX's runtime libraries
-#   mqtt-ha-twin/emqx:5.8.9-local   the base + an EMQX release tarball in /opt/emqx, run like the
-#                                   official image: `emqx foreground`, `emqx ctl status`, EMQX_* env
+#   mqtt-ha-twin/emqx:5.8.9-local   only with a TARBALL: the base + an official EMQX release tarball
+#                                   (Debian 12, amd64) in /opt/emqx, run like the official image
 #   mqtt-ha-twin/prometheus:local   the base + this host's Debian prometheus binary (monitoring
 #                                   profile; built when /usr/bin/prometheus exists)
-# usage: build.sh [EMQX_TARBALL_OR_DIR]   (default ../shared/emqx/; a dir's *.tar.gz is used)
+# usage: build.sh [EMQX_TARBALL_OR_DIR]   (a dir's emqx-*.tar.gz is used; none: no EMQX image,
+# which is what CI does: it runs the lab on the NATS stand-in. With Docker Hub, `--broker emqx`
+# pulls emqx/emqx:5.8.9 instead.)
 # About 1 minute for the base, 20 s for EMQX; an image that exists is kept (delete it to rebuild).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +17,7 @@ BASE=${BASE_IMAGE:-mqtt-ha-twin/base:bookworm}
 EMQX=${EMQX_LOCAL_IMAGE:-mqtt-ha-twin/emqx:5.8.9-local}
 PROM=${PROMETHEUS_LOCAL_IMAGE:-mqtt-ha-twin/prometheus:local}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-src=${1:-$here/../../../shared/emqx}
+src=${1:-}
 
 if docker image inspect "$BASE" >/dev/null 2>&1; then
   echo "image $BASE exists"
@@ -44,6 +46,10 @@ fi
 
 if docker image inspect "$EMQX" >/dev/null 2>&1; then
   echo "image $EMQX exists"; exit 0
+fi
+if [ -z "$src" ]; then
+  echo "no EMQX tarball given: $EMQX not built (the stand-in lab is ready; build.sh TARBALL packs a release)"
+  exit 0
 fi
 tarball=$src
 if [ -d "$src" ]; then tarball=$(ls "$src"/emqx-*.tar.gz 2>/dev/null | head -n 1 || true); fi
