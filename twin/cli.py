@@ -21,18 +21,8 @@ from typing import NoReturn
 from rich.console import Console
 
 from sim.spec import Spec, SpecError, check_size, load_spec
-
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A mistake on the command line or in an input file, already phrased for the user."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
-        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+from twin.usage import EXIT_USAGE, UsageError
+from twin.usage import Parser as _Parser
 
 
 def _positive_int(text: str) -> int:

@@ -203,7 +203,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 
 def register(sub, run_opts) -> None:
-    c = sub.add_parser("compare", help="designs side by side: paired differences with 95 % CIs")
+    c = sub.add_parser("compare", help="designs side by side: paired differences with 95 %% CIs")
     c.add_argument("specs", nargs="+", help="topology files")
     c.add_argument("--baseline", metavar="SPEC", help="the design the others are compared to "
                    "(default: the first)")
