@@ -166,6 +166,46 @@ class Adapter:
         """Where a broker says who holds the sessions: NATS's JetStream leaders; EMQX's members."""
         return NATS_ROLES_PATH if self.name == "standin" else self.cluster_path()
 
+    @property
+    def counts_mqtt_messages(self) -> bool:
+        """Whether the node's message counters are its MQTT clients' messages: EMQX's are; NATS's
+        /varz counts its internal ones (JetStream's API) and not MQTT deliveries, so the load lab
+        takes the stand-in's message rates from the generator instead."""
+        return self.is_emqx
+
+    def counter_paths(self) -> list[str]:
+        """Where a node reports its own load counters (the load lab polls them once a second)."""
+        if self.name == "standin":
+            return ["/varz"]
+        return ["/api/v5/stats?aggregate=false", "/api/v5/metrics?aggregate=false",
+                "/api/v5/alarms?activated=true"]
+
+    def counters_of(self, node: str, answers: list[Any]) -> dict[str, Any]:
+        """Broker-neutral counters of one node: connections, subscriptions, messages in / out
+        (cumulative), dropped and dropped because a session's queue was full, alarms raised.
+        NATS /varz counts its own subscriptions and internal messages too (JetStream's API)."""
+        if self.name == "standin":
+            [v] = answers
+            return {"connections": v.get("connections", 0), "subscriptions": v.get("subscriptions", 0),
+                    "msgs_in": v.get("in_msgs", 0), "msgs_out": v.get("out_msgs", 0),
+                    "dropped": v.get("slow_consumers", 0), "dropped_queue_full": None, "alarms": []}
+        stats, metrics, alarms = answers
+
+        def own(answer: Any) -> dict[str, Any]:  # EMQX answers per node with aggregate=false
+            rows = answer if isinstance(answer, list) else [answer]
+            mine = [r for r in rows if str(r.get("node", "")).split("@")[-1].split(".")[0] == node]
+            return (mine or rows or [{}])[0]
+
+        st, me = own(stats), own(metrics)
+        return {"connections": st.get("connections.count", 0),
+                "subscriptions": st.get("subscriptions.count", 0),
+                "sessions": st.get("sessions.count"),
+                "msgs_in": me.get("messages.received", 0), "msgs_out": me.get("messages.sent", 0),
+                "dropped": me.get("messages.dropped", 0),
+                "dropped_queue_full": me.get("delivery.dropped.queue_full", 0),
+                "alarms": sorted({a.get("name", "") for a in (alarms or {}).get("data", [])
+                                  if str(a.get("node", "")).split("@")[-1].split(".")[0] == node})}
+
     def roles_of(self, answer: Any) -> dict[str, str]:
         """NATS: the JetStream leaders. EMQX: a session lives on its client's node, and a survivor
         that must take it over from a silent node waits for it (FACTS: kick/takeover RPC) until

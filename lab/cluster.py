@@ -238,17 +238,31 @@ class Lab:
     def broker_urls(self, path: str, exclude: str = "") -> dict[str, str]:
         """Each running broker's API `path` on its container address (reached from this host, so
         polling costs no `docker exec`)."""
-        urls = {}
+        return {name: self.config.adapter.api_url(ip, path)
+                for name, ip in self.broker_ips().items() if name != exclude}
+
+    def broker_ips(self) -> dict[str, str]:
+        """Each running broker's container address (the load lab connects to them directly)."""
+        out = {}
         for name in self.brokers():
-            if name == exclude:
-                continue
             c = self.container(name)
             c.reload()
             ips = [n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values()
                    if n.get("IPAddress")]
             if c.status == "running" and ips:
-                urls[name] = self.config.adapter.api_url(ips[0], path)
-        return urls
+                out[name] = ips[0]
+        return out
+
+    def node_limits(self) -> dict[str, dict[str, float | None]]:
+        """Each broker's CPU and memory limit (None: the host's, which the node shares)."""
+        out = {}
+        for name in self.brokers():
+            hc = self.container(name).attrs["HostConfig"]
+            out[name] = {"cpus": hc.get("NanoCpus", 0) / 1e9 or None,
+                         "memory_bytes": hc.get("Memory", 0) or None,
+                         "host_cpus": os.cpu_count(),
+                         "host_memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
+        return out
 
     def api_auth(self) -> str | None:
         a = self.config.adapter

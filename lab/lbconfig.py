@@ -35,6 +35,7 @@ class LBSettings:
     rise: int = 2
     on_down: Literal["continue", "reset"] = "continue"
     client_timeout_s: int = 90  # above keepalive x 1.2 (EMQX's HAProxy guide)
+    maxconn: int = 4000  # two descriptors each: the container's 20,000 allow about 9,500
     backends: tuple[Backend, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -53,7 +54,7 @@ def haproxy_cfg(s: LBSettings) -> str:
     lines = [
         "global",
         "  log stdout format raw local0 info",
-        "  maxconn 4000",  # fits a default 20k file-descriptor limit
+        f"  maxconn {s.maxconn}",
         "  stats socket ipv4@0.0.0.0:9999 level admin",
         "defaults",
         "  mode tcp",
@@ -68,6 +69,7 @@ def haproxy_cfg(s: LBSettings) -> str:
         "  stats uri /stats",
         "frontend mqtt",
         "  bind 0.0.0.0:1883",
+        f"  maxconn {s.maxconn}",
         "  default_backend brokers",
         "backend brokers",
         f"  balance {ALGORITHMS[s.algorithm]}",

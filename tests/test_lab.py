@@ -458,3 +458,61 @@ def test_region_b_joins_and_wan_loss_is_injected_and_undone(lab_broker) -> None:
         assert code != 0  # the rule is gone
     finally:
         lab.down()
+
+
+STANDIN_LOAD_COSTS = ROOT / "models" / "calibration" / "standin-nats-load-2026-12-04.json"
+
+
+@pytest.mark.lab
+def test_small_load_on_the_standin_is_predicted_by_the_committed_costs(engine, tmp_path: Path) -> None:
+    """CI's load: 5,000 clients, 1,250 messages/s in and out for 36 s (ci-small.toml) on the
+    stand-in; the committed stand-in costs (made from other runs) predict each node's memory
+    within 15 % and its CPU within 25 % (calibration/load_costs.py)."""
+    from calibration.load_costs import CPU_BAR, MEMORY_BAR, markdown, validate_load
+    from lab.load.runner import run_load
+    from lab.load.scenario import load_load_scenario
+
+    scenario = load_load_scenario(ROOT / "lab" / "scenarios" / "load" / "ci-small.toml")
+    [summary] = run_load(scenario, tmp_path, "standin")
+    g = summary["generator"]
+    print(json.dumps({k: g[k] for k in ("connects", "sent", "recv", "overrun")}),
+          g["connack_latency_s"], g["delivery_latency_s"])
+    assert summary["valid"], summary["invalid"]
+    assert g["connects"] >= 5000 and g["recv"] >= 0.99 * g["sent"]
+    steady = [p for p in summary["points"] if p["window"] == "steady"]
+    assert steady and all(p["t1"] - p["t0"] >= 30 for p in steady)
+    assert sum(p["msgs_in_per_s"] for p in steady) >= 1000  # the lab's rate, over its nodes
+    costs = json.loads(STANDIN_LOAD_COSTS.read_text())
+    report = validate_load([summary], costs)
+    print(markdown(costs, report))
+    for r in report["rows"]:
+        bar = MEMORY_BAR if r["resource"] == "memory" else CPU_BAR
+        assert abs(r["rel_error"]) <= bar, r
+
+
+@pytest.mark.lab
+def test_interrupted_load_leaves_no_generator_container_or_fault(engine, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "lab", "load",
+                             str(ROOT / "lab/scenarios/load/ci-small.toml"), "--broker", "standin",
+                             "--out", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    gen = tmp_path / "ci-small-0" / "gen-0.jsonl"
+    deadline = time.monotonic() + 180
+    while not (gen.exists() and gen.read_text().count('"ev":"sample"') >= 3):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the generators never started"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    took = time.monotonic()
+    proc.wait(timeout=120)
+    took = time.monotonic() - took
+    print(f"stopped {took:.1f} s after Ctrl-C")
+    assert proc.returncode == 130
+    pids = {json.loads(line)["pid"] for f in (tmp_path / "ci-small-0").glob("gen-*.jsonl")
+            for line in f.read_text().splitlines() if '"ev":"step"' in line}
+    assert len(pids) == 2
+    for pid in pids:  # every generator process has ended
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert Lab(LabConfig(broker="standin")).containers() == []
+    assert '"ev":"sample"' in gen.read_text()  # what was measured is on disk

@@ -332,7 +332,10 @@ def _lab_run(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from sim.calibration import CalibrationError, calibrate, load_results
+    from twin import load_cli
 
+    if load_cli.any_load_summary(args.results):
+        return load_cli.calibrate_load(args.results, args.out, args.name, _write)
     try:
         results = load_results(args.results)
         out = calibrate(results, args.name or Path(args.out).stem)
@@ -377,6 +380,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         calibration = json.loads(Path(args.calibration).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise UsageError(f"--calibration {args.calibration}: not a calibration file ({err})") from None
+    if isinstance(calibration, dict) and calibration.get("kind") == "load_costs":
+        from twin import load_cli
+
+        return load_cli.validate_load_costs(args.results, calibration, args.calibration)
     if not isinstance(calibration, dict) or "modes" not in calibration:
         raise UsageError(f"--calibration {args.calibration}: not a calibration file (no 'modes'; "
                          "write one with twin calibrate)")
@@ -463,6 +470,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     for name, value, unit in benchmarks(workers=args.workers or 2):
         print(f"{name}: {value:.3f} {unit}", flush=True)
+    if args.lab:
+        from lab.cluster import LabError
+        from lab.load.bench import lab_benchmarks
+
+        try:
+            for name, value, unit in lab_benchmarks():
+                print(f"{name}: {value:.6g} {unit}", flush=True)
+        except LabError as err:
+            raise UsageError(f"bench --lab: {err}") from None
     if args.studies:
         from studies.bench import study_benchmarks
 
@@ -540,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
         lp.add_argument("--algorithm", default="least_connections",
                         choices=["least_connections", "source_ip", "round_robin", "five_tuple"])
         lp.set_defaults(func=cmd_lab)
+    from twin import load_cli
+
+    load_cli.add_parser(lab_sub, _broker_option)
     lr = lab_sub.add_parser("run", help="run a fault scenario (lab/scenarios/*.toml)")
     lr.add_argument("scenario")
     lr.add_argument("--repeat", type=_positive_int, metavar="N")
@@ -577,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=_positive_int)
     b.add_argument("--studies", action="store_true",
                    help="also sweep the 24-design what-if matrix at the reference's settings (~5 min)")
+    b.add_argument("--lab", action="store_true",
+                   help="also the load generator's capacity and cost on the stand-in lab (~2 min, "
+                   "needs Docker)")
     b.set_defaults(func=cmd_bench)
     return p
 
