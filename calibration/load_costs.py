@@ -50,6 +50,13 @@ def _fit(pts: list[dict[str, Any]], y_key: str, terms: tuple[str, ...], base: st
     if legs:  # in and out moved together: one cost per message leg, given to both
         cols["legs"] = cols[LEGS[0]] + cols[LEGS[1]]
         used = ["legs" if t == LEGS[0] else t for t in used if t != LEGS[1]]
+    inside: dict[str, str] = {}  # a term that moved with an earlier one: its cost is in that one's
+    for t in list(used):
+        for u in used[:used.index(t)]:
+            if abs(np.corrcoef(cols[u], cols[t])[0, 1]) > COLLINEAR:
+                inside[t] = u
+                used.remove(t)
+                break
     X = np.column_stack([np.ones(len(y))] + [cols[t] for t in used])
     dof = len(y) - X.shape[1]
     if dof < 2:
@@ -71,7 +78,10 @@ def _fit(pts: list[dict[str, Any]], y_key: str, terms: tuple[str, ...], base: st
                        "unit": UNITS[t], "note": "in and out moved together in these runs: one "
                        "cost per message leg (in or out), not told apart"}
     for t in terms:
-        if t not in coef:
+        if t in inside:
+            coef[t] = {"value": None, "ci95": None, "unit": UNITS[t],
+                       "note": f"moved with {inside[t]} in these runs: its cost is inside that one's"}
+        elif t not in coef:
             coef[t] = {"value": None, "ci95": None, "unit": UNITS[t],
                        "note": "not varied in these runs: not measured"}
     ss_tot = float(((y - y.mean()) ** 2).sum())
@@ -137,7 +147,9 @@ def markdown(costs: dict[str, Any], report: dict[str, Any] | None = None) -> str
            "| resource | cost | value | 95 % interval | unit |", "|---|---|---|---|---|"]
     for kind in ("memory", "cpu"):
         for n, c in costs[kind]["coefficients"].items():
-            v = "not measured" if c["value"] is None else f"{c['value']:.4g}"
+            moved = c["value"] is None and "moved with" in c.get("note", "")
+            v = (f"in {c['note'].split()[2]}" if moved else "not measured") if c["value"] is None \
+                else f"{c['value']:.4g}"
             ci = "" if c["ci95"] is None else f"{c['ci95'][0]:.4g} .. {c['ci95'][1]:.4g}"
             out.append(f"| {kind} | {n} | {v} | {ci} | {c['unit']} |")
     if report:

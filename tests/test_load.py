@@ -165,3 +165,31 @@ def test_in_and_out_that_moved_together_are_one_cost_per_leg() -> None:
     cin, cout = (costs["cpu"]["coefficients"][k] for k in ("msgs_in_per_s", "msgs_out_per_s"))
     assert cin["value"] == cout["value"] and cin["ci95"] == cout["ci95"] and "per message leg" in cin["note"]
     assert cin["ci95"][0] <= 80e-6 <= cin["ci95"][1]
+
+
+@pytest.mark.parametrize("path", sorted(LOAD.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_load_scenario_fits_this_machine(path: Path) -> None:
+    from lab.load.scenario import MAX_MESSAGES_PER_S, load_load_scenario
+
+    s = load_load_scenario(path)
+    assert s.name == path.stem and s.duration_s * s.repetitions <= 3600
+    assert all(s.messages_per_s(st) <= MAX_MESSAGES_PER_S for st in s.steps)
+
+
+STANDIN = ROOT / "models" / "calibration" / "standin-nats-load-2026-12-04"
+
+
+def test_committed_standin_load_costs_are_reproducible_and_hold_their_held_out_points() -> None:
+    """The committed stand-in costs are what the fit makes of the committed calibration runs, and
+    predict the held-out run's points (other client counts and rates) within the bars."""
+    from twin.load_cli import load_summaries
+
+    committed = json.loads(STANDIN.with_suffix(".json").read_text())
+    again = fit_load_costs(load_summaries([str(STANDIN) + "-calibration-runs"]), committed["name"])
+    for kind in ("memory", "cpu"):
+        assert again[kind] == committed[kind]
+    report = validate_load(load_summaries([str(STANDIN) + "-held-out"]), committed)
+    for kind in ("memory", "cpu"):
+        s = report["summary"][kind]
+        assert s["points"] >= 9 and s["within_bar"] == s["points"], s
+    assert committed["provenance"]["standin"] is True
