@@ -241,10 +241,16 @@ class Lab:
         return {name: self.config.adapter.api_url(ip, path)
                 for name, ip in self.broker_ips().items() if name != exclude}
 
+    def lb_ip(self, service: str = "lb-a") -> str:
+        return self._ips([service])[service]
+
     def broker_ips(self) -> dict[str, str]:
         """Each running broker's container address (the load lab connects to them directly)."""
+        return self._ips(self.brokers())
+
+    def _ips(self, services: list[str]) -> dict[str, str]:
         out = {}
-        for name in self.brokers():
+        for name in services:
             c = self.container(name)
             c.reload()
             ips = [n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values()

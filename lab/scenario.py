@@ -77,8 +77,8 @@ def _build(cls, table: dict[str, Any], where: str):
         raise LabError(f"{where}: {err}") from None
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    path = Path(path)
+def read_tables(path: Path, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A scenario file's TOML, refusing a missing file, bad TOML or an unknown table in one line."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -86,8 +86,14 @@ def load_scenario(path: str | Path) -> Scenario:
     except tomllib.TOMLDecodeError as err:
         raise LabError(f"{path}: not valid TOML: {err}") from None
     for key in data:
-        if key not in ("scenario", "clients", "lb", "lab"):
-            raise LabError(f"{path}: {key}: unknown table; allowed: scenario, clients, lb, lab")
+        if key not in allowed:
+            raise LabError(f"{path}: {key}: unknown table; allowed: {', '.join(allowed)}")
+    return data
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    data = read_tables(path, ("scenario", "clients", "lb", "lab"))
     sc = dict(data.get("scenario", {}))
     if "name" not in sc or "fault" not in sc:
         raise LabError(f"{path}: scenario.name and scenario.fault are required")

@@ -468,9 +468,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from sim.bench import benchmarks
 
-    for name, value, unit in benchmarks(workers=args.workers or 2):
-        print(f"{name}: {value:.3f} {unit}", flush=True)
-    if args.lab:
+    if not args.lab_only:
+        for name, value, unit in benchmarks(workers=args.workers or 2):
+            print(f"{name}: {value:.3f} {unit}", flush=True)
+    if args.lab or args.lab_only:
         from lab.cluster import LabError
         from lab.load.bench import lab_benchmarks
 
@@ -599,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--lab", action="store_true",
                    help="also the load generator's capacity and cost on the stand-in lab (~2 min, "
                    "needs Docker)")
+    b.add_argument("--lab-only", action="store_true", help="only the --lab figures")
     b.set_defaults(func=cmd_bench)
     return p
 

@@ -43,12 +43,12 @@ def plans(s: LoadScenario, run_id: str, endpoints: list[tuple[str, int]],
 
 
 def _endpoints(lab: Lab, s: LoadScenario) -> tuple[list[tuple[str, int]], list[list[str]]]:
-    """Through the LB: one address and port, so each process binds its own loopback source
-    (about 28,000 ephemeral ports per source address). Directly: each node's address (the
-    kernel picks the source; ports are per destination)."""
+    """Through the LB: its container address, not the published loopback port (docker-proxy,
+    which serves that port, died at about 3,000 connections here); directly: each node's. The
+    kernel picks the source, the bridge's address: about 28,000 ephemeral ports per destination,
+    above the 9,000 that the LB's descriptors allow."""
     if s.target == "lb":
-        host, port = lab.endpoint()
-        return [(host, port)], [[f"127.0.0.{10 + i}"] for i in range(s.processes)]
+        return [(lab.lb_ip(), 1883)], [[""] for _ in range(s.processes)]
     ips = lab.broker_ips()
     return [(ip, 1883) for ip in ips.values()], [[""] for _ in range(s.processes)]
 
@@ -57,9 +57,9 @@ def run_load(s: LoadScenario, out: Path, broker: str = "standin", repeat: int | 
              image: str | None = None, progress: Callable[[str, float], None] = lambda m, f: None
              ) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
-    # Through the LB, a killed node's clients are reset when the probe marks it down (1 s) and
+    # Through the LB, a killed node's clients are reset when the probe marks it down (2 s) and
     # reconnect to the survivors: the storm. Least connections: the survivors share it.
-    lb = LBSettings(algorithm="least_connections", probe="tcp", interval_s=1.0, on_down="reset",
+    lb = LBSettings(algorithm="least_connections", probe="tcp", interval_s=1.0, fall=2, on_down="reset",
                     maxconn=MAX_CLIENTS_VIA_LB + 500)
     lab = Lab(LabConfig(broker=broker, sessions=s.sessions, lb=lb, image=image))
     summaries = []

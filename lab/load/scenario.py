@@ -27,13 +27,13 @@ sessions = "memory"
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.cluster import LabError
 from lab.load.generator import Step
+from lab.scenario import read_tables
 
 # What one generator process and this machine were measured to sustain (`twin bench`,
 # lab_clients_per_generator_process; docs/lab.md): beyond them a run would measure the generator.
@@ -93,15 +93,7 @@ def _number(where: str, v: Any, lo: float, hi: float, integer: bool = False) -> 
 
 def load_load_scenario(path: str | Path) -> LoadScenario:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LabError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise LabError(f"{path}: not valid TOML: {err}") from None
-    for key in data:
-        if key not in ("load", "steps", "lab"):
-            raise LabError(f"{path}: {key}: unknown table; allowed: load, steps, lab")
+    data = read_tables(path, ("load", "steps", "lab"))
     ld = dict(data.get("load", {}))
     if "name" not in ld or not data.get("steps"):
         raise LabError(f"{path}: load.name and at least one [[steps]] are required")

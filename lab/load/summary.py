@@ -17,22 +17,13 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from lab.history import read_history
+
 SETTLE_S = 3.0
 # The generator saturated: a process busier than this share of a core, or more than this share
 # of its messages sent later than the generator's OVERRUN_S, or fewer clients connected than
 # planned in a steady window.
 LOAD_LIMITS = {"generator_cpu_share": 0.9, "overrun_share": 0.01, "connected_share": 0.98}
-
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut by a kill: what came before stands
-    return out
 
 
 def _rate(ts: np.ndarray, vs: np.ndarray, t0: float, t1: float) -> float | None:
@@ -73,8 +64,8 @@ def windows(meta: dict[str, Any], start: float) -> list[dict[str, Any]]:
 
 def summarize(run_dir: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     meta = meta or json.loads((run_dir / "meta.json").read_text())
-    nodes = _read(run_dir / "nodes.jsonl") if (run_dir / "nodes.jsonl").exists() else []
-    gens = {int(p.stem.split("-")[1]): _read(p) for p in sorted(run_dir.glob("gen-*.jsonl"))}
+    nodes = read_history(run_dir / "nodes.jsonl") if (run_dir / "nodes.jsonl").exists() else []
+    gens = {int(p.stem.split("-")[1]): read_history(p) for p in sorted(run_dir.glob("gen-*.jsonl"))}
     steps = [r for g in gens.values() for r in g if r["ev"] == "step" and r["step"] == 0]
     start = min((r["t"] for r in steps), default=0.0)
     wins = windows(meta, start)
