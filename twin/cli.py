@@ -20,52 +20,14 @@ from typing import NoReturn
 
 from rich.console import Console
 
-from sim.spec import Spec, SpecError, check_size, load_spec
+from sim.spec import Spec, SpecError, load_spec
 from twin.usage import EXIT_USAGE, UsageError
 from twin.usage import Parser as _Parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0")
-    return value
-
-
-def _with_overrides(spec: Spec, args: argparse.Namespace) -> Spec:
-    update = {k: v for k, v in (("years", getattr(args, "years", None)),
-                                ("replications", getattr(args, "replications", None)),
-                                ("seed", getattr(args, "seed", None)),
-                                ("start", getattr(args, "start", None))) if v is not None}
-    if not update:
-        return spec
-    if update.get("replications", 2) < 2:
-        raise UsageError("--replications: must be >= 2 for a confidence interval")
-    from pydantic import ValidationError
-
-    from sim.spec import Simulation
-
-    try:
-        simulation = Simulation.model_validate({**spec.simulation.model_dump(), **update})
-    except ValidationError as err:
-        e = err.errors(include_url=False)[0]
-        raise UsageError(f"--{e['loc'][0]} = {e['input']!r}: {e['msg'].lower()}") from None
-    spec = spec.model_copy(update={"simulation": simulation})
-    check_size(spec, args.spec)
-    return spec
+from twin.usage import check_writable as _check_writable
+from twin.usage import positive_float as _positive_float
+from twin.usage import positive_int as _positive_int
+from twin.usage import with_overrides as _with_overrides
+from twin.usage import write_output as _write
 
 
 def _executor(args: argparse.Namespace):
@@ -161,26 +123,6 @@ def _rare_if_needed(spec: Spec, summary: dict, args: argparse.Namespace) -> dict
     if args.estimator == "rare" or est.relative_half_width < plain:
         return use_rare_estimate(spec, summary, est)
     return summary
-
-
-def _check_writable(path: Path) -> None:
-    """The file (or the folder it goes in) can be written: created if missing, never emptied."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"{path}: cannot write ({err.strerror})") from None
-    target = path if path.exists() else path.parent
-    if path.is_dir() or not os.access(target, os.W_OK):
-        raise UsageError(f"{path}: cannot write (not a writable file)")
-
-
-def _write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise UsageError(f"{path}: cannot write ({err.strerror})") from None
-    print(f"wrote {path}")
 
 
 def cmd_analytic(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sim.spec import load_spec
-from twin import cli
+from twin import usage
 
 
 def _fmt(v) -> str:
@@ -50,7 +50,7 @@ def _progress(total: int, what: str):
 def _study_specs(paths: list[str], args: argparse.Namespace):
     specs = []
     for p in paths:
-        spec = cli._with_overrides(load_spec(p), argparse.Namespace(**{**vars(args), "spec": p}))
+        spec = usage.with_overrides(load_spec(p), argparse.Namespace(**{**vars(args), "spec": p}))
         specs.append(spec)
     names = [s.meta.name for s in specs]
     for i, s in enumerate(specs):  # two files with one name: tell them apart in the table
@@ -69,10 +69,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             paths.remove(args.baseline)
         paths.insert(0, args.baseline)
     if len(paths) < 2:
-        raise cli.UsageError("compare: give at least two topology files")
+        raise usage.UsageError("compare: give at least two topology files")
     for out in (args.csv, args.plot):
         if out:
-            cli._check_writable(Path(out))
+            usage.check_writable(Path(out))
     specs = _study_specs(paths, args)
     bar, tick = _progress(len(specs), "compare")
     with bar:
@@ -93,17 +93,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from studies.variants import VariantError, load_variants, parse_set
 
     if bool(args.set) == bool(args.variants):
-        raise cli.UsageError("sweep: give --set KEY=V1,V2 (a grid) or --variants FILE, one of them")
+        raise usage.UsageError("sweep: give --set KEY=V1,V2 (a grid) or --variants FILE, one of them")
     for out in (args.csv, args.parquet):
         if out:
-            cli._check_writable(Path(out))
-    spec = cli._with_overrides(load_spec(args.spec), args)
+            usage.check_writable(Path(out))
+    spec = usage.with_overrides(load_spec(args.spec), args)
     try:
         grid = parse_set(args.set) if args.set else None
         variants = load_variants(Path(args.variants)) if args.variants else None
         todo = designs(spec, grid, variants)  # every design validated before any runs
     except VariantError as err:
-        raise cli.UsageError(str(err)) from None
+        raise usage.UsageError(str(err)) from None
     bar, tick = _progress(len(todo), f"sweep {spec.meta.name}")
     with bar:
         df = sweep(spec, grid, variants, workers=args.workers, use_cache=not args.no_cache,
@@ -131,21 +131,21 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     from studies import sensitivity as sens
     from studies.variants import VariantError, apply
 
-    spec = cli._with_overrides(load_spec(args.spec), args)
+    spec = usage.with_overrides(load_spec(args.spec), args)
     if not spec.uncertainty:
-        raise cli.UsageError(f"{args.spec}: no [uncertainty] table: nothing to vary (give dotted "
+        raise usage.UsageError(f"{args.spec}: no [uncertainty] table: nothing to vary (give dotted "
                              "keys with {{ low, high, reason }})")
     try:
         for key, u in spec.uncertainty.items():  # every end of every range is a valid design
             for x in (u.low, u.high):
                 apply(spec, {key: sens._value(spec, key, x)})
     except (VariantError, KeyError, IndexError, TypeError) as err:
-        raise cli.UsageError(f"{args.spec}: uncertainty: {err}") from None
+        raise usage.UsageError(f"{args.spec}: uncertainty: {err}") from None
     if args.evaluator == "exact":
         try:
             solve(spec)
         except AnalyticUnsupported as err:
-            raise cli.UsageError(f"--evaluator exact: {args.spec}: {err}") from None
+            raise usage.UsageError(f"--evaluator exact: {args.spec}: {err}") from None
         evaluator = sens.exact
     else:
         evaluator = lambda s: sens.simulated(s, workers=args.workers)  # noqa: E731
@@ -184,7 +184,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     if not (spec.cluster.overload_connections or spec.cluster.max_connections):
-        raise cli.UsageError(f"{args.spec}: cluster.overload_connections (or max_connections) is "
+        raise usage.UsageError(f"{args.spec}: cluster.overload_connections (or max_connections) is "
                              "not set: there is no per-node capacity to plan against")
     table = size_table(spec, args.devices, list(range(spec.cluster.min_nodes_up + 1,
                                                        args.max_nodes + 1)))
@@ -227,7 +227,7 @@ def register(sub, run_opts) -> None:
                     help="simulated runs (cached), or twin analytic's exact answer where it has one")
     se.add_argument("--flip-steps", type=int, default=3, metavar="N",
                     help="bisections locating where the verdict flips (default 3)")
-    se.add_argument("--sobol", type=cli._positive_int, metavar="N",
+    se.add_argument("--sobol", type=usage.positive_int, metavar="N",
                     help="also Sobol indices from N x (inputs + 2) evaluations")
     se.add_argument("--plots", default="out", metavar="DIR")
     se.add_argument("--csv", metavar="OUT")
@@ -237,7 +237,7 @@ def register(sub, run_opts) -> None:
     ca.add_argument("spec")
     ca.add_argument("--devices", type=_ints, default=[100_000, 250_000, 500_000, 1_000_000],
                     metavar="N,N,...", help="fleet sizes (default 100k,250k,500k,1M)")
-    ca.add_argument("--max-nodes", type=cli._positive_int, default=8, metavar="N")
+    ca.add_argument("--max-nodes", type=usage.positive_int, default=8, metavar="N")
     ca.add_argument("--plot", metavar="PNG", help="default out/<topology>-capacity.png")
     ca.add_argument("--csv", metavar="OUT")
     ca.set_defaults(func=cmd_capacity)
@@ -245,10 +245,10 @@ def register(sub, run_opts) -> None:
 
 
 def _shared(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--years", type=cli._positive_float, help="simulated years per replication")
-    p.add_argument("--replications", type=cli._positive_int)
+    p.add_argument("--years", type=usage.positive_float, help="simulated years per replication")
+    p.add_argument("--replications", type=usage.positive_int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--workers", type=cli._positive_int, help="processes (default: all cores)")
+    p.add_argument("--workers", type=usage.positive_int, help="processes (default: all cores)")
     p.add_argument("--csv", metavar="OUT")
     p.add_argument("--no-cache", action="store_true", help="run every design again")
 
@@ -264,7 +264,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     claims = load_claims(path)
     for out in (args.markdown, args.html):
         if out:
-            cli._check_writable(Path(out))
+            usage.check_writable(Path(out))
     tops = [Path(args.topology)] if args.topology else [path.parent / claims.review.topology]
     if args.recommended:
         tops.append(Path(args.recommended))
@@ -289,9 +289,9 @@ def cmd_review(args: argparse.Namespace) -> int:
                 ["service downtime", "client-weighted downtime", "sessions lost"])], p,
                 "each recommended change against the design as written (95 % CI)"))
     if args.markdown:
-        cli._write(Path(args.markdown), markdown(sides))
+        usage.write_output(Path(args.markdown), markdown(sides))
     if args.html:
-        cli._write(Path(args.html), html_report(sides, figures))
+        usage.write_output(Path(args.html), html_report(sides, figures))
     return 0
 
 
@@ -303,7 +303,7 @@ def register_review(sub) -> None:
     r.add_argument("--recommended", metavar="SPEC", help="also review this design, side by side")
     r.add_argument("--markdown", metavar="OUT")
     r.add_argument("--html", metavar="OUT", help="one self-contained file, plots inlined")
-    r.add_argument("--workers", type=cli._positive_int)
-    r.add_argument("--years", type=cli._positive_float, help="per replication (default: the claims file's)")
-    r.add_argument("--replications", type=cli._positive_int)
+    r.add_argument("--workers", type=usage.positive_int)
+    r.add_argument("--years", type=usage.positive_float, help="per replication (default: the claims file's)")
+    r.add_argument("--replications", type=usage.positive_int)
     r.set_defaults(func=cmd_review)

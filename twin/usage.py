@@ -1,10 +1,14 @@
-"""What every command shares: the usage error (one line, exit 2) and the parser that raises it."""
+"""What every command shares: the usage error (one line, exit 2), the parser that raises it, the
+argument types, the run overrides and checked output paths. No command module imports another."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import NoReturn
+
+from sim.spec import Spec, check_size
 
 EXIT_USAGE = 2
 
@@ -17,3 +21,74 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0")
+    return value
+
+
+def with_overrides(spec: Spec, args: argparse.Namespace) -> Spec:
+    update = {k: v for k, v in (("years", getattr(args, "years", None)),
+                                ("replications", getattr(args, "replications", None)),
+                                ("seed", getattr(args, "seed", None)),
+                                ("start", getattr(args, "start", None))) if v is not None}
+    if not update:
+        return spec
+    if update.get("replications", 2) < 2:
+        raise UsageError("--replications: must be >= 2 for a confidence interval")
+    from pydantic import ValidationError
+
+    from sim.spec import Simulation
+
+    try:
+        simulation = Simulation.model_validate({**spec.simulation.model_dump(), **update})
+    except ValidationError as err:
+        e = err.errors(include_url=False)[0]
+        raise UsageError(f"--{e['loc'][0]} = {e['input']!r}: {e['msg'].lower()}") from None
+    spec = spec.model_copy(update={"simulation": simulation})
+    check_size(spec, args.spec)
+    return spec
+
+
+def check_writable(path: Path) -> None:
+    """The file can be written (tried: a folder's permission bits can say yes where the file
+    system says no, as in /proc): created if missing and removed again, never emptied."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"{path}: cannot write ({err.strerror})") from None
+    if path.is_dir():
+        raise UsageError(f"{path}: cannot write (a folder, not a file)")
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise UsageError(f"{path}: cannot write ({err.strerror})") from None
+    if not existed:
+        path.unlink()
+
+
+def write_output(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"{path}: cannot write ({err.strerror})") from None
+    print(f"wrote {path}")

@@ -1,0 +1,39 @@
+"""Command-line refusals that must come before any work: one line, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REF = str(ROOT / "models" / "renata-reference.toml")
+
+
+def _twin(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "twin.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", REF, "--set", "cluster.nodes=3,4", "--csv", "/proc/twin-test.csv"],
+     "/proc/twin-test.csv: cannot write"),
+    (["sweep", REF, "--set", "cluster.nodes=3,4", "--csv", "/tmp"], "/tmp: cannot write"),
+    (["compare", REF], "compare: give at least two topology files"),
+])
+def test_a_bad_argument_is_refused_before_any_simulation(args: list[str], message: str) -> None:
+    start = time.monotonic()
+    r = _twin(*args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - start < 30  # no simulation ran (one takes minutes)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["compare", "--help"], ["lab", "load", "--help"],
+                                  ["bench", "--help"]])
+def test_help_prints(args: list[str]) -> None:
+    r = _twin(*args)
+    assert r.returncode == 0 and "usage: twin" in r.stdout, r.stderr
