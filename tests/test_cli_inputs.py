@@ -23,6 +23,8 @@ def _twin(*args: str) -> subprocess.CompletedProcess[str]:
      "/proc/twin-test.csv: cannot write"),
     (["sweep", REF, "--set", "cluster.nodes=3,4", "--csv", "/tmp"], "/tmp: cannot write"),
     (["compare", REF], "compare: give at least two topology files"),
+    (["capacity", REF, "--devices", "1000", "--csv", "/proc/twin-test.csv"],
+     "/proc/twin-test.csv: cannot write"),
 ])
 def test_a_bad_argument_is_refused_before_any_simulation(args: list[str], message: str) -> None:
     start = time.monotonic()

@@ -132,9 +132,11 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     from studies.variants import VariantError, apply
 
     spec = usage.with_overrides(load_spec(args.spec), args)
+    if args.csv:
+        usage.check_writable(Path(args.csv))
     if not spec.uncertainty:
         raise usage.UsageError(f"{args.spec}: no [uncertainty] table: nothing to vary (give dotted "
-                             "keys with {{ low, high, reason }})")
+                               "keys with {{ low, high, reason }})")
     try:
         for key, u in spec.uncertainty.items():  # every end of every range is a valid design
             for x in (u.low, u.high):
@@ -183,9 +185,12 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from studies.capacity import plot, size_table, smallest
 
     spec = load_spec(args.spec)
+    for out in (args.csv, args.plot):
+        if out:
+            usage.check_writable(Path(out))
     if not (spec.cluster.overload_connections or spec.cluster.max_connections):
         raise usage.UsageError(f"{args.spec}: cluster.overload_connections (or max_connections) is "
-                             "not set: there is no per-node capacity to plan against")
+                               "not set: there is no per-node capacity to plan against")
     table = size_table(spec, args.devices, list(range(spec.cluster.min_nodes_up + 1,
                                                        args.max_nodes + 1)))
     best = smallest(table)
