@@ -47,3 +47,13 @@ def test_exposure_interval_is_the_exact_poisson_one() -> None:
     # 0 events in 20 years: rate below 3.689 / 20 per year (chi2 0.975, 2 df / 2)
     lo, hi = exposure_interval(0, 20.0, 3600.0)
     assert hi == 1.0 and np.isclose(1 - lo, 3.6889 / 20 * 3600 / (365.25 * 86400), rtol=1e-3)
+
+
+def test_a_survivor_beyond_azures_flows_and_emqxs_largest_node_is_not_reported_without_doubt():
+    """100 M devices on 3 nodes put 50 M on a survivor: the report says what that breaks."""
+    from sim.report import capacity_doubts
+
+    assert capacity_doubts(50_000) == []
+    doubts = capacity_doubts(50_000_000)
+    assert len(doubts) == 2 and "500,000 active flows" in doubts[0] and "1,000,000" in doubts[1]
+    assert len(capacity_doubts(600_000)) == 1

@@ -139,3 +139,4 @@ def test_enterprise_durable_runs_kept_their_sessions() -> None:
     for r in runs:
         assert r["meta"]["sessions"] == "durable" and r["clients"]["seen"] <= 25
         assert r["sessions"]["present_ratio"] == 1.0 and r["messages"]["acknowledged_lost"] <= 10
+
