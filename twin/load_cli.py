@@ -104,28 +104,13 @@ def is_load_summary(data: dict[str, Any]) -> bool:
 
 
 def load_summaries(paths: list[str]) -> list[dict[str, Any]]:
-    """Load-lab summaries (files or folders of NAME-K.json); invalid runs are left out, said."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(p.glob("*.json"))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise UsageError(f"{p}: no such file or folder")
-    out = []
-    for f in files:
-        try:
-            data = json.loads(f.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UsageError(f"{f}: not JSON") from None
-        if not is_load_summary(data):
-            continue
-        data["meta"]["source_file"] = str(f)
-        if not data["valid"]:
-            print(f"{f}: skipped, not a valid measurement: {'; '.join(data['invalid'])[:300]}")
-            continue
-        out.append(data)
+    """Load-lab summaries among `paths` (files or folders); invalid runs are left out, said."""
+    from sim.calibration import CalibrationError, load_results
+
+    try:
+        out = [r for r in load_results(paths) if is_load_summary(r)]
+    except CalibrationError as err:
+        raise UsageError(str(err)) from None
     if not out:
         raise UsageError(f"{', '.join(paths)}: no valid load summary (meta.kind = 'load')")
     return out

@@ -80,6 +80,7 @@ class Generator:
         self.pad = ""
         self.gone: set[str] = set()  # offline sessions, disconnected on purpose
         self.attempts: dict[str, int] = {}
+        self.t0 = 0.0  # monotonic start of the first step (generator_main sets it)
         self.prefix = f"{plan.run_id}-g{plan.index}"
         self.topics = 0
 
@@ -272,8 +273,6 @@ class Generator:
 
     def _step_end(self, k: int) -> float:
         return self.t0 + (k + 1) * self.plan.step_s
-
-    t0 = 0.0
 
 
 def generator_main(plan: Plan, out_path: str, start_at: float, stop_at: float) -> None:

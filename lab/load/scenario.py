@@ -27,7 +27,7 @@ sessions = "memory"
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,6 @@ class LoadScenario:
     sessions: str = "memory"
     nodes: int = 3
     path: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
