@@ -143,7 +143,9 @@ def validate_load(results: list[dict[str, Any]], costs: dict[str, Any]) -> dict[
 def markdown(costs: dict[str, Any], report: dict[str, Any] | None = None) -> str:
     broker = ", ".join(costs["provenance"]["broker"])
     standin = costs["provenance"]["standin"] and "stand-in" not in broker
-    out = [f"Load costs `{costs['name']}` ({broker}{', stand-in, not EMQX' if standin else ''}):", "",
+    runs = len(costs["provenance"]["runs"])
+    out = [f"Load costs `{costs['name']}` ({broker}{', stand-in, not EMQX' if standin else ''}), "
+           f"from {runs} valid run{'s' if runs != 1 else ''}:", "",
            "| resource | cost | value | 95 % interval | unit |", "|---|---|---|---|---|"]
     for kind in ("memory", "cpu"):
         for n, c in costs[kind]["coefficients"].items():
