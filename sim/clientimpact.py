@@ -21,6 +21,7 @@ import numpy as np
 
 from sim import source_fingerprint, write_atomic
 from sim.longrun import NodeEvent, ReplicationResult
+from sim.resources import derived_limits, survivor_resources
 from sim.spec import Spec
 from sim.transient import HORIZON_CAP_S, Scenario, TransientResult, simulate
 
@@ -77,6 +78,10 @@ def scenario_for(spec: Spec, region: int, cause: str, up_before: int, return_aft
     mode, hit = mode_of(cause)
     lb, cl, cluster = spec.lb, spec.clients, spec.cluster
     probe = lb.probe if lb is not None else None
+    survivors = max(up_before - hit, 1)
+    rate, overload, cpu_bound = derived_limits(spec, region_clients(spec)[region] / survivors,
+                                               scale)
+    backlog = UNBOUNDED_BACKLOG if cpu_bound else _scaled(cluster.listen_backlog, scale)
     return Scenario(
         nodes=n, failed=tuple(range(hit)), mode=mode,
         clients=max(1, round(region_clients(spec)[region] * scale)),
@@ -90,14 +95,17 @@ def scenario_for(spec: Spec, region: int, cause: str, up_before: int, return_aft
         keepalive_s=cl.keepalive_s, connect_timeout_s=cl.connect_timeout_s,
         initial_s=cl.reconnect.initial_s, max_s=cl.reconnect.max_s,
         multiplier=cl.reconnect.multiplier, jitter=cl.reconnect.jitter,
-        max_conn_rate_per_s=_scaled(cluster.max_conn_rate_per_s, scale, integer=False),
-        listen_backlog=_scaled(cluster.listen_backlog, scale),
+        max_conn_rate_per_s=rate,
+        listen_backlog=backlog,
         max_connections=_scaled(cluster.max_connections, scale),
-        overload_connections=_scaled(cluster.overload_connections, scale),
+        overload_connections=overload,
         sessions=cluster.sessions, replication_factor=cluster.replication_factor,
         evacuate=spec.maintenance.evacuate if spec.maintenance else False,
         qos=cl.qos, publish_per_s=cl.publish_per_s, subscriber_fraction=cl.subscriber_fraction,
     )
+
+
+UNBOUNDED_BACKLOG = 2 ** 31  # sockets the acceptors took, waiting for CPU (not the kernel's queue)
 
 
 def _scaled(value, scale: float, integer: bool = True):
@@ -480,29 +488,39 @@ def attach_client_impact(spec: Spec, result: ReplicationResult, impact: ClientIm
     }
 
 
+CAPACITY_MAX_CLIENTS = 200_000  # larger regions are simulated scaled down (fluid scaling)
+
+
 def capacity_figures(spec: Spec) -> dict[str, dict[str, float | None]]:
     """Connections per survivor and peak reconnect rate after N-1 and N-2 crashes (largest
-    region, full scale, fixed seed)."""
+    region, fixed seed; full scale up to CAPACITY_MAX_CLIENTS clients), against the limits the
+    transient used (the spec's, or those its node size and load costs give)."""
     clients = region_clients(spec)
     region = int(np.argmax(clients))
     n = spec.region_sizes()[region]
+    scale = min(1.0, CAPACITY_MAX_CLIENTS / clients[region]) if clients[region] else 1.0
     out: dict[str, dict[str, float | None]] = {}
     for lost in (1, 2):
         if n - lost < 1 or not clients[region]:
             continue
         rng = np.random.default_rng(np.random.SeedSequence(spec.simulation.seed,
                                                            spawn_key=(POOL_SALT, 7, lost)))
-        sc = scenario_for(spec, region, "node.crash", n - lost + 1, float("inf"))
+        sc = scenario_for(spec, region, "node.crash", n - lost + 1, float("inf"), scale)
         r = simulate(sc, rng)
         survivors = [j for j in range(n) if j not in sc.failed and j not in sc.down_before]
+        rate, over = sc.max_conn_rate_per_s, sc.overload_connections
         out[f"n_minus_{lost}"] = {
-            "connections_per_node_max": float(r.counts_after[survivors].max()),
-            "connections_per_node_mean": float(r.counts_after[survivors].mean()),
-            "peak_reconnects_per_s": float(r.peak_arrivals_per_s[survivors].max()),
-            "max_conn_rate_per_s": spec.cluster.max_conn_rate_per_s,
-            "overload_connections": spec.cluster.overload_connections,
+            "connections_per_node_max": float(r.counts_after[survivors].max()) / scale,
+            "connections_per_node_mean": float(r.counts_after[survivors].mean()) / scale,
+            "peak_reconnects_per_s": float(r.peak_arrivals_per_s[survivors].max()) / scale,
+            "max_conn_rate_per_s": None if rate is None else rate / scale,
+            "overload_connections": None if over is None else round(over / scale),
             "cascade": bool(r.cascade),
+            "never_back": round(int((r.outage_s >= HORIZON_CAP_S).sum()) / scale),
             "outage_p50_s": float(np.percentile(r.outage_s, 50)) if len(r.outage_s) else None,
             "outage_p95_s": float(np.percentile(r.outage_s, 95)) if len(r.outage_s) else None,
         }
+        res = survivor_resources(spec, float(r.counts_after[survivors].max()) / scale)
+        if res is not None:
+            out[f"n_minus_{lost}"]["resources"] = res
     return out

@@ -141,8 +141,14 @@ def extra_lines(summary: dict[str, Any]) -> list[str]:
             f"{name.replace('_minus_', '-').upper()}: up to {cap['connections_per_node_max']:.0f} "
             f"connections per survivor (overload at {cap['overload_connections'] or 'unset'}), "
             f"peak {cap['peak_reconnects_per_s']:.0f} reconnects/s per survivor against a limit of "
-            f"{limit if limit else 'none'}" + ("; CASCADE" if cap["cascade"] else ""))
-        lines += capacity_doubts(cap["connections_per_node_max"])
+            f"{f'{limit:,.0f}' if limit else 'none'}" + ("; CASCADE" if cap["cascade"] else "")
+            + (f"; {cap['never_back']:,} clients never back (48 h)" if cap.get("never_back")
+               else ""))
+        res = cap.get("resources")
+        if res is not None:
+            lines.append(resource_line(res))
+        if res is None or "node" not in res:
+            lines += capacity_doubts(cap["connections_per_node_max"])
     cal = summary.get("calibration")
     if cal:
         lines.append(f"Client transients of {', '.join(cal['modes'])} come from calibration "
@@ -179,6 +185,18 @@ def capacity_doubts(per_node: float) -> list[str]:
         out.append("  EMQX's largest published single node held 1,000,000 connections (16 vCPU, "
                    "32 GB); nothing in this run checks a node's CPU or memory")
     return out
+
+
+def resource_line(res: dict[str, Any]) -> str:
+    """What the busiest survivor needs (load costs) and, on a sized node, which limit breaks."""
+    need = (f"  needs {res['cpu_cores']:.3g} cores and {res['memory_bytes'] / 1e9:.3g} GB at "
+            f"steady state ({res['costs']})")
+    if "node" not in res:
+        return need + "; no node size given (cluster.vm): nothing to compare them with"
+    util = ", ".join(f"{k} {100 * u:.0f} %" for k, u in res["utilisation"].items())
+    verdict = ("; BROKEN: " + ", ".join(res["broken"])) if res["broken"] else \
+        f"; within the limits (binding: {res['binding']})"
+    return f"{need}: of the planning limits on {res['node']}: {util}{verdict}"
 
 
 def markdown(summary: dict[str, Any]) -> str:

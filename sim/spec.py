@@ -141,6 +141,18 @@ class Cluster(_Model):
         120, description="EMQX node.dist_net_ticktime: how long the cluster counts a silent node "
         "as up (survivors wait that long to take its sessions over; FACTS)"
     )
+    vm: str | None = Field(None, description="a node's Azure size (sim/data/azure-vms.toml): "
+                           "its vCPU, memory and flow limit")
+    vcpu: PosFloat | None = Field(None, description="a node's size without a catalogue entry")
+    memory_gib: PosFloat | None = None
+    flows_per_node: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="with vcpu / memory_gib: connections the host's network takes")
+    load_costs: str | None = Field(None, min_length=1, description="a load-cost file (twin "
+                                   "calibrate of load runs), relative to the topology file")
+    load_costs_bound: Literal["value", "high"] = Field(
+        "value", description="each cost at its value or at its 95 % interval's upper end")
+    cpu_headroom: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.75, description="CPU a node may use at steady state (EMQX: ~75 % is normal daily load)")
 
     @model_validator(mode="after")
     def _check(self) -> Cluster:
@@ -148,6 +160,18 @@ class Cluster(_Model):
             raise ValueError(
                 f"cluster.min_nodes_up = {self.min_nodes_up}: must be <= cluster.nodes ({self.nodes})"
             )
+        if self.vm is not None:
+            from sim.resources import vm_catalogue
+
+            if self.vm not in vm_catalogue():
+                raise ValueError(f"cluster.vm = {self.vm!r}: allowed {', '.join(vm_catalogue())}")
+            if self.vcpu is not None or self.memory_gib is not None:
+                raise ValueError("cluster.vcpu / memory_gib: give either cluster.vm or both of them")
+        elif (self.vcpu is None) != (self.memory_gib is None):
+            raise ValueError("cluster.vcpu / memory_gib: give both (or cluster.vm)")
+        if (self.vm is not None or self.vcpu is not None) and self.load_costs is None:
+            raise ValueError("cluster.load_costs: required with a node size (a load-cost file, "
+                             "e.g. calibration/emqx-5.8.9-load-facts.json)")
         return self
 
 
@@ -394,6 +418,9 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     cal = data.get("calibration")
     if isinstance(cal, dict) and isinstance(cal.get("file"), str) and cal["file"]:
         cal["file"] = str((path.parent / cal["file"]).resolve())  # relative to the file naming it
+    cl = data.get("cluster")
+    if isinstance(cl, dict) and isinstance(cl.get("load_costs"), str) and cl["load_costs"]:
+        cl["load_costs"] = str((path.parent / cl["load_costs"]).resolve())
     base_name = data.pop("extends", None)
     unset = data.pop("unset", [])
     if base_name is None:
@@ -430,6 +457,14 @@ def load_spec(path: str | Path) -> Spec:
                             f"({target})")
         check_calibration_file(target, f"{path}: calibration.file = {spec.calibration.file!r}")
         spec = spec.model_copy(update={"calibration": spec.calibration.model_copy(update={"file": str(target)})})
+    if spec.cluster.load_costs is not None:
+        from sim.resources import LoadCostsError, load_costs
+
+        try:
+            load_costs(spec.cluster.load_costs)
+        except LoadCostsError as err:
+            raise SpecError(f"{path}: cluster.load_costs = {spec.cluster.load_costs!r}: {err}") \
+                from None
     check_size(spec, str(path))
     return spec
 
@@ -476,7 +511,13 @@ def expected_events(spec: Spec) -> float:
 
 
 def check_size(spec: Spec, where: str) -> None:
-    """Refuse, before any work, a run that would not end in reasonable time."""
+    """Refuse, before any work, a run that would not end in reasonable time, or whose nodes
+    cannot hold their clients even with every node up."""
+    from sim.resources import hard_limits_broken
+
+    broken = hard_limits_broken(spec)
+    if broken:
+        raise SpecError(f"{where}: cluster.vm = {spec.cluster.vm or spec.cluster.vcpu}: {broken}")
     events = expected_events(spec)
     if events > MAX_EVENTS:
         sim = spec.simulation

@@ -20,8 +20,12 @@ WHAT_IF_GRID = {  # 3 x 2 x 2 x 2 = 24 designs
 }
 
 
+PLAN_FLEETS = [100_000, 1_000_000, 10_000_000, 100_000_000]
+
+
 def study_benchmarks(workers: int = 2) -> Iterator[tuple[str, float, str]]:
     spec = load_spec(REFERENCE)  # at the reference's own settings (1,000 years x 20)
+    yield "capacity_plan_4_fleets_3_vms_s", capacity_plan_seconds(spec), "s"
     old = {k: os.environ.get(k) for k in ("TWIN_CACHE", "TWIN_POOL_CACHE")}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TWIN_CACHE"] = tmp
@@ -37,3 +41,14 @@ def study_benchmarks(workers: int = 2) -> Iterator[tuple[str, float, str]]:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+def capacity_plan_seconds(spec) -> float:
+    """`twin capacity --vm` of the reference: 4 fleet sizes x 3 VM sizes, up to 16 nodes."""
+    from studies.variants import apply
+    from studies.vm_plan import DEFAULT_VMS, plan
+
+    spec = apply(spec, {"cluster.overload_connections": None}, name=spec.meta.name)
+    start = time.perf_counter()
+    plan(spec, PLAN_FLEETS, list(DEFAULT_VMS), max_nodes=16)
+    return time.perf_counter() - start

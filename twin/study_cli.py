@@ -115,16 +115,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(float(v)) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers separated by commas") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers >= 1")
-    return values
-
-
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from sim.analytic import AnalyticUnsupported, solve
     from sim.plots import file_stem
@@ -180,33 +170,6 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_capacity(args: argparse.Namespace) -> int:
-    from sim.plots import file_stem
-    from studies.capacity import plot, size_table, smallest
-
-    spec = load_spec(args.spec)
-    for out in (args.csv, args.plot):
-        if out:
-            usage.check_writable(Path(out))
-    if not (spec.cluster.overload_connections or spec.cluster.max_connections):
-        raise usage.UsageError(f"{args.spec}: cluster.overload_connections (or max_connections) is "
-                               "not set: there is no per-node capacity to plan against")
-    table = size_table(spec, args.devices, list(range(spec.cluster.min_nodes_up + 1,
-                                                       args.max_nodes + 1)))
-    best = smallest(table)
-    for row in best.itertuples():
-        n = row.nodes_per_region
-        print(f"{row.devices:>10,} devices: " + (f"{n:.0f} nodes per region" if n == n else
-                                                 f"no size up to {args.max_nodes} nodes fits"))
-    path = plot(table, Path(args.plot or f"out/{file_stem(spec.meta.name)}-capacity.png"),
-                f"{spec.meta.name}: nodes per region for N-1 and N-2")
-    print(f"plot: {path}")
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    return 0
-
-
 def register(sub, run_opts) -> None:
     c = sub.add_parser("compare", help="designs side by side: paired differences with 95 %% CIs")
     c.add_argument("specs", nargs="+", help="topology files")
@@ -238,14 +201,9 @@ def register(sub, run_opts) -> None:
     se.add_argument("--csv", metavar="OUT")
     se.set_defaults(func=cmd_sensitivity)
 
-    ca = sub.add_parser("capacity", help="nodes per region for a growth path of devices")
-    ca.add_argument("spec")
-    ca.add_argument("--devices", type=_ints, default=[100_000, 250_000, 500_000, 1_000_000],
-                    metavar="N,N,...", help="fleet sizes (default 100k,250k,500k,1M)")
-    ca.add_argument("--max-nodes", type=usage.positive_int, default=8, metavar="N")
-    ca.add_argument("--plot", metavar="PNG", help="default out/<topology>-capacity.png")
-    ca.add_argument("--csv", metavar="OUT")
-    ca.set_defaults(func=cmd_capacity)
+    from twin import capacity_cli
+
+    capacity_cli.register(sub)
     register_review(sub)
 
 

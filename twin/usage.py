@@ -33,6 +33,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_ints(text: str) -> list[int]:
+    """`100000,1e6`: whole numbers >= 1, separated by commas."""
+    try:
+        values = [int(float(v)) for v in text.split(",") if v.strip()]
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers separated by commas") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers >= 1")
+    return values
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
