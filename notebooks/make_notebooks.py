@@ -103,58 +103,93 @@ print("conclusion drawn from", len(designs), "designs")'''),
 ]
 
 CAPACITY = [
-    new_markdown_cell('''# Capacity planning: how many nodes per region as the fleet grows
+    new_markdown_cell('''# Capacity planning: nodes and VM sizes per region as the fleet grows
 
-For each fleet size on the growth path, the smallest number of EMQX nodes per region whose
-survivors stay below their overload point after one node is lost (N-1) and after two (N-2), with
-the reconnect storm of the lost nodes' devices inside the admission limit; then the availability
-of each size the plan needs. The per-node limits come from the topology
-(`cluster.overload_connections`, `cluster.max_conn_rate_per_s`); the loads from the failover model
-with the topology's own LB and devices.'''),
+For each fleet size on the growth path (100 k, 1 M, 10 M devices) and each Azure size (D4s_v5,
+D8s_v5, D16s_v5), the smallest number of EMQX nodes per region whose survivors hold the load
+after one node is lost (N-1) and after two (N-2): CPU within the planning headroom (75 %), memory
+within EMQX's alarm (70 %), connections within the VM's 500,000 flows, every device back after
+the reconnect storm and no survivor out of memory in it. What a connection, a message and a
+connect cost comes from the topology's load-cost file (`cluster.load_costs`: EMQX's published and
+measured figures until EMQX load-lab runs replace them); the placement and the storm from the
+failover model with the topology's own LB and devices. The assumed `overload_connections` is set
+aside: the plan derives each node's limits from its size.'''),
     new_code_cell(SETUP),
-    new_code_cell('''from studies.capacity import plot, size_table, smallest
+    new_code_cell('''from studies import apply
+from studies.vm_plan import plan
+from studies.vm_plot import plot
 
-GROWTH = [100_000, 250_000, 500_000, 1_000_000]
-table = size_table(reference, GROWTH, list(range(3, 9)))
-plan = smallest(table)
+GROWTH = [100_000, 1_000_000, 10_000_000]
+VMS = ["D4s_v5", "D8s_v5", "D16s_v5"]
+base = apply(reference, {"cluster.overload_connections": None}, name=reference.meta.name)
+table = plan(base, GROWTH, VMS, max_nodes=16)
 display(Image(filename=str(plot(table, ROOT / "out" / "capacity-planning.png",
-                                 "renata-reference: nodes per region for N-1 and N-2"))))
-plan'''),
-    new_markdown_cell("## Availability of each size the plan needs"),
-    new_code_cell('''from studies import apply, compare
+                                 "renata-reference: nodes per region from EMQX's load costs",
+                                 base.cluster.cpu_headroom))))
+table[["devices", "vm", "nodes_n_minus_1", "nodes_n_minus_2", "n_minus_2_binding",
+       "n_minus_2_cpu", "n_minus_2_memory", "n_minus_2_flows",
+       "n_minus_2_storm_alarm_cpu_fraction", "n_minus_2_storm_all_back_s"]].round(2)'''),
+    new_markdown_cell('''## Message rate: the same growth path at 1 message per device per second
 
-sizes = sorted({int(n) for n in plan["nodes_per_region"].dropna()} | {3})
-designs = [apply(reference, {"cluster.nodes": n}, name=f"{n} nodes") for n in sizes]
+The design gives no rate; the reference assumes 0.2 msg/s per subscriber. Five times that:'''),
+    new_code_cell('''busy = apply(base, {"clients.publish_per_s": 1.0}, name="1 msg/s")
+busy_table = plan(busy, GROWTH, VMS, max_nodes=16)
+busy_table[["devices", "vm", "nodes_n_minus_2", "n_minus_2_binding", "n_minus_2_cpu",
+            "n_minus_2_storm_alarm_cpu_fraction"]].round(2)'''),
+    new_markdown_cell('''## Is the cautious plan different? Every cost at its interval's upper end'''),
+    new_code_cell('''cautious = plan(base, GROWTH, VMS, max_nodes=16, upper=True)
+cautious[["devices", "vm", "nodes_n_minus_2", "n_minus_2_binding", "n_minus_2_cpu"]].round(2)'''),
+    new_markdown_cell("## Availability of the cheapest size per fleet (fewest vCPU per region)"),
+    new_code_cell('''from sim.resources import vm_catalogue
+from studies import compare
+
+
+def cheapest(t):
+    ok = t.dropna(subset=["nodes_n_minus_2"]).assign(
+        vcpu=lambda d: d["nodes_n_minus_2"] * d["vm"].map(lambda v: vm_catalogue()[v].vcpu))
+    return ok.sort_values(["devices", "vcpu", "nodes_n_minus_2"]).groupby("devices").head(1)
+
+
+choice = cheapest(table)
+designs = [apply(base, {"clients.count": int(r.devices), "cluster.nodes": int(r.nodes_n_minus_2),
+                        "cluster.vm": r.vm},
+                 name=f"{r.devices / 1e6:g} M devices on {int(r.nodes_n_minus_2)} x {r.vm}")
+           for r in choice.itertuples() if r.devices <= 1_000_000]
 avail = compare(designs)
 avail_table = avail[avail["metric"].isin(["service downtime", "client-weighted downtime"])].pivot(
     index="design", columns="metric", values="value").loc[[d.meta.name for d in designs]]
 avail_table.round(3)'''),
     new_markdown_cell("## Conclusion, from the numbers above"),
-    new_code_cell('''limit = reference.cluster.overload_connections
-lines = []
-for row in plan.itertuples():
-    if row.nodes_per_region == row.nodes_per_region:
-        n = int(row.nodes_per_region)
-        t = table[(table["devices"] == row.devices) & (table["nodes_per_region"] == n)].iloc[0]
-        lines.append(f"- **{row.devices:,} devices: {n} nodes per region** (after N-2 the busiest "
-                     f"survivor holds {t['n_minus_2_connections']:,.0f} of {limit:,} connections).")
-    else:
-        lines.append(f"- **{row.devices:,} devices: no size up to 8 nodes per region** keeps N-2 below "
-                     f"{limit:,} connections per node: raise the per-node capacity or add regions.")
-diffs = avail[(avail["metric"] == "client-weighted downtime") & (avail["design"] != designs[0].meta.name)]
-for d in diffs.itertuples():
-    verdict = "no difference shown" if d.zero_in_ci else ("fewer" if d.diff < 0 else "more")
-    lines.append(f"- {d.design}: client-weighted downtime {d.value:.1f} min/yr, {d.diff:+.1f} "
-                 f"(95 % CI {d.diff_lo:+.1f} .. {d.diff_hi:+.1f}) against {designs[0].meta.name}: "
-                 f"{verdict}.")
+    new_code_cell('''lines = []
+for r in choice.itertuples():
+    lines.append(f"- **{r.devices:,} devices: {int(r.nodes_n_minus_2)} x {r.vm} per region** "
+                 f"(fewest vCPU that holds N-2; binding: {r.n_minus_2_binding}, busiest survivor "
+                 f"at {100 * r.n_minus_2_cpu:.0f} % of the CPU headroom after N-2, all devices back "
+                 f"{r.n_minus_2_storm_all_back_s:.0f} s after the second loss).")
+for d in GROWTH:
+    if d not in set(choice["devices"]):
+        lines.append(f"- **{d:,} devices: no size up to 16 nodes per region** holds N-2.")
+alarm = table[table["n_minus_2_storm_alarm_cpu_fraction"] > 0.8]
+lines.append("- EMQX's 80 % CPU alarm (60 s mean) fires through an N-2 storm for: " + (
+    ", ".join(f"{r.devices:,} on {r.vm}" for r in alarm.itertuples()) or "none of the sizes") + ".")
+moved = busy_table.set_index(["devices", "vm"])["nodes_n_minus_2"].compare(
+    table.set_index(["devices", "vm"])["nodes_n_minus_2"])
+lines.append(f"- At 1 msg/s per device the plan changes for {len(moved)} of {len(table)} "
+             "fleet x VM cells" + (": " + ", ".join(f"{d:,} on {v}" for d, v in moved.index)
+                                   if len(moved) else "") + ".")
+shifted = cautious.set_index(["devices", "vm"])["nodes_n_minus_2"].compare(
+    table.set_index(["devices", "vm"])["nodes_n_minus_2"])
+lines.append(f"- With every cost at its upper bound {len(shifted)} cells change: the plan "
+             + ("rests on the costs' point values; measure EMQX in the load lab before buying."
+                if len(shifted) else "does not depend on where in their intervals the costs are."))
 budget = (1 - reference.targets.availability) * 525_960
 within = avail_table[avail_table["client-weighted downtime"] <= budget].index
 lines.append("- Sizes within the five-nines budget for devices: " + (", ".join(within) or
-             f"**none** ({budget:.2f} min/yr): node count does not fix what devices live through") + ".")
+             f"**none** ({budget:.2f} min/yr): sizing does not fix what devices live through") + ".")
 if SMALL:
     lines.append("- *(small budget: 10 years x 2 replications per design)*")
 display(Markdown("\\n".join(lines)))
-print("plan:", dict(zip(plan["devices"], plan["nodes_per_region"], strict=True)))'''),
+print("plan:", {int(r.devices): f"{int(r.nodes_n_minus_2)} x {r.vm}" for r in choice.itertuples()})'''),
 ]
 
 

@@ -26,7 +26,7 @@ class Claim(BaseModel):
     section: str
     quote: str = Field(min_length=1)
     gloss: str
-    check: Literal["target", "metric", "lab", "fact", "not_checkable", "process"]
+    check: Literal["target", "metric", "lab", "fact", "capacity", "not_checkable", "process"]
     key: str | None = None  # target
     path: str | None = None  # metric, lab
     op: Literal["<=", ">=", "<", ">"] | None = None
@@ -38,6 +38,10 @@ class Claim(BaseModel):
     condition: str | None = None
     source: str | None = None
     why: str | None = None
+    # capacity: a plan from the topology's load costs (studies/vm_plan.py)
+    question: Literal["alarm", "nodes"] | None = None
+    vms: list[str] = Field(default_factory=lambda: ["D4s_v5", "D8s_v5", "D16s_v5"])
+    devices: list[int] = Field(default_factory=list)  # nodes: the growth path to plan
     recommend: Recommend | None = None
     # the claim is about this setting: a design that changed it has replaced the claim
     applies_if: dict[str, Any] | None = None
@@ -46,6 +50,7 @@ class Claim(BaseModel):
     def _complete(self) -> Claim:
         need = {"target": ("key",), "metric": ("path", "op", "threshold"),
                 "lab": ("path", "op", "threshold"), "fact": ("verdict", "condition", "source"),
+                "capacity": ("question",),
                 "not_checkable": ("why",), "process": ("why",)}[self.check]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:

@@ -83,6 +83,11 @@ def _check(claim: Claim, summary: dict[str, Any], lab: dict[str, Any]) -> tuple[
         if claim.path:  # a figure of this design beside the fact
             figure = f"{figure} {claim.label or claim.path}: {_fmt(lookup(summary, claim.path, claim.default))}."
         return verdict, f"{figure.strip()} [{claim.source}]"
+    if claim.check == "capacity":
+        from review.capacity import check_capacity
+        from sim.spec import parse_spec
+
+        return check_capacity(claim, parse_spec(summary["spec"]))
     if claim.check == "process":
         return "a plan step", claim.why or ""
     return "not checkable here", claim.why or ""

@@ -25,6 +25,16 @@ def _twin(*args: str) -> subprocess.CompletedProcess[str]:
     (["compare", REF], "compare: give at least two topology files"),
     (["capacity", REF, "--devices", "1000", "--csv", "/proc/twin-test.csv"],
      "/proc/twin-test.csv: cannot write"),
+    (["capacity", REF, "--vm", "D3s_v9"], "'D3s_v9': allowed D4s_v5, D8s_v5, D16s_v5, D32s_v5"),
+    (["capacity", REF, "--devices", "0"], "'0': expected whole numbers >= 1"),
+    (["capacity", REF, "--devices", "200000000", "--vm", "D8s_v5"],
+     "--devices 200,000,000: at most 100,000,000"),
+    (["capacity", REF, "--vm", "D8s_v5", "--prices", "/nonexistent.toml"],
+     "--prices /nonexistent.toml: no such file"),
+    (["capacity", REF, "--vm", "D8s_v5", "--prices", str(ROOT / "tests" / "data" / "bad-prices.toml")],
+     "price.D9s = 3: a VM of D4s_v5"),
+    (["capacity", REF, "--cautious"], "--prices / --cautious: only with --vm"),
+    (["capacity", REF, "--max-nodes", "65", "--vm", "D8s_v5"], "--max-nodes 65: at most 64"),
 ])
 def test_a_bad_argument_is_refused_before_any_simulation(args: list[str], message: str) -> None:
     start = time.monotonic()

@@ -36,13 +36,14 @@ def _run(name: str) -> tuple[str, str]:
 
 def test_planner_notebooks_run_and_conclude_from_their_numbers(tmp_path, monkeypatch) -> None:
     """Both notebooks top to bottom on CI's small budget: the capacity plan comes out of the
-    failover model (N-2 below 80k connections per node), and the what-if conclusion names the
-    LB changes that fix the hung-node problem as shown better for devices."""
+    load costs and the failover model (N-2 within CPU, memory and flows), and the what-if
+    conclusion names the LB changes that fix the hung-node problem as shown better for devices."""
     monkeypatch.setenv("TWIN_NOTEBOOK_BUDGET", "small")
     monkeypatch.setenv("TWIN_CACHE", str(tmp_path / "cache"))
     text, markdown = _run("capacity-planning.ipynb")
-    assert "plan: {100000: 3.0, 250000: 5.0, 500000: 6.0, 1000000: nan}" in text
-    assert "1,000,000 devices: no size up to 8 nodes per region" in markdown
+    assert "plan: {100000: '3 x D4s_v5', 1000000: '4 x D4s_v5', 10000000: '12 x D8s_v5'}" in text
+    assert "**10,000,000 devices: 12 x D8s_v5 per region** (fewest vCPU that holds N-2; " \
+        "binding: flows" in markdown
     text, markdown = _run("what-if.ipynb")
     assert "conclusion drawn from 13 designs" in text
     better = next(line for line in markdown.splitlines() if line.startswith("- Shown better"))

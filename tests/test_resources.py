@@ -114,9 +114,10 @@ def test_survivor_load_adds_up(sized):
 
 def test_plan_is_the_smallest_size_that_fits(sized):
     spec = apply(sized, {"cluster.vm": None})
-    df = plan(spec, [1_000_000], ["D4s_v5"], max_nodes=8)
+    df = plan(spec, [1_000_000], ["D4s_v5"], max_nodes=8, prices={"D4s_v5": 100.0})
     row = df.iloc[0]
     n = int(row["nodes_n_minus_2"])
+    assert row["monthly_cost"] == 100.0 * n * 2  # two regions
     costs = spec_costs(spec)
     at = {k: apply(spec, {"clients.count": 1_000_000, "cluster.nodes": k, "cluster.vm": "D4s_v5"})
           for k in (n, n - 1)}
