@@ -93,6 +93,31 @@ def _check(claim: Claim, summary: dict[str, Any], lab: dict[str, Any]) -> tuple[
     return "not checkable here", claim.why or ""
 
 
+def check_paths(claims: ClaimsFile, claims_path: Path, spec: Spec,
+                workers: int | None = None) -> None:
+    """Every `path` a claim reads names a figure: the lab's in the calibration file, the
+    simulation's in the summary of a short run of the same design (0.1 year x 2; its failover
+    pools are the ones the real run uses). A SpecError names the first that does not."""
+    from sim.spec import SpecError
+
+    lab = json.loads((claims_path.parent / claims.review.calibration).read_text())
+    short = spec.model_copy(update={"simulation": spec.simulation.model_copy(
+        update={"years": 0.1, "replications": 2})})
+    summary: dict[str, Any] | None = None
+    for c in claims.claim:
+        if c.check not in ("metric", "lab") and not (c.check == "fact" and c.path):
+            continue
+        if c.check != "lab" and summary is None:
+            summary = evaluate_all([short], workers=workers)[0].summary
+        source = lab if c.check == "lab" else summary
+        try:
+            lookup(source, c.path, c.default)
+        except KeyError:
+            where = "the calibration file" if c.check == "lab" else "the simulation's summary"
+            raise SpecError(f"{claims_path}: claim {c.id}: path = {c.path!r}: no such figure in "
+                            f"{where} (top-level keys: {', '.join(sorted(source))})") from None
+
+
 def _change_key(claim: Claim) -> str:
     return json.dumps(claim.recommend.changes if claim.recommend else {}, sort_keys=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -49,3 +50,29 @@ def test_a_bad_argument_is_refused_before_any_simulation(args: list[str], messag
 def test_help_prints(args: list[str]) -> None:
     r = _twin(*args)
     assert r.returncode == 0 and "usage: twin" in r.stdout, r.stderr
+
+
+def test_a_claim_naming_no_figure_is_refused_before_the_review_runs(tmp_path: Path) -> None:
+    """The first run of a review takes minutes: a mistyped path must stop it at the start."""
+    text = (ROOT / "models" / "renata-claims.toml").read_text(encoding="utf-8")
+    models = ROOT / "models"
+    text = text.replace('topology = "renata-reference.toml"', f'topology = "{models / "renata-reference.toml"}"')
+    text = text.replace('calibration = "calibration/', f'calibration = "{models / "calibration"}/')
+    bad = text.replace('path = "capacity.n_minus_1.peak_reconnects_per_s"',
+                       'path = "capacity.n_minus_1.peak_reconects_per_s"')
+    assert bad != text
+    claims = tmp_path / "claims.toml"
+    claims.write_text(bad, encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "twin.cli", "review", str(claims)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "TWIN_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 2, r.stderr
+    assert "claim alert-rates: path = 'capacity.n_minus_1.peak_reconects_per_s': no such figure" \
+        in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "review" not in r.stdout  # no verdict table: nothing was reviewed
+
+
+def test_a_negative_flip_steps_is_refused() -> None:
+    r = _twin("sensitivity", REF, "--flip-steps", "-1")
+    assert r.returncode == 2 and "'-1': expected a whole number >= 0" in r.stderr, r.stderr

@@ -193,7 +193,7 @@ def register(sub, run_opts) -> None:
     run_opts(se)
     se.add_argument("--evaluator", choices=["simulated", "exact"], default="simulated",
                     help="simulated runs (cached), or twin analytic's exact answer where it has one")
-    se.add_argument("--flip-steps", type=int, default=3, metavar="N",
+    se.add_argument("--flip-steps", type=usage.non_negative_int, default=3, metavar="N",
                     help="bisections locating where the verdict flips (default 3)")
     se.add_argument("--sobol", type=usage.positive_int, metavar="N",
                     help="also Sobol indices from N x (inputs + 2) evaluations")
@@ -231,8 +231,10 @@ def cmd_review(args: argparse.Namespace) -> int:
     tops = [Path(args.topology)] if args.topology else [path.parent / claims.review.topology]
     if args.recommended:
         tops.append(Path(args.recommended))
+    from review.engine import check_paths
+
     for t in tops:
-        load_spec(t)  # every topology valid before any run
+        check_paths(claims, path, load_spec(t), workers=args.workers)  # before any long run
     sides, figures = [], []
     for t in tops:
         bar, tick = _progress(len(claims.claim), f"review {t.name}")
