@@ -201,9 +201,6 @@ def register(sub, run_opts) -> None:
     se.add_argument("--csv", metavar="OUT")
     se.set_defaults(func=cmd_sensitivity)
 
-    from twin import capacity_cli
-
-    capacity_cli.register(sub)
     register_review(sub)
 
 
