@@ -75,4 +75,4 @@ def test_a_claim_naming_no_figure_is_refused_before_the_review_runs(tmp_path: Pa
 
 def test_a_negative_flip_steps_is_refused() -> None:
     r = _twin("sensitivity", REF, "--flip-steps", "-1")
-    assert r.returncode == 2 and "'-1': expected a whole number >= 0" in r.stderr, r.stderr
+    assert r.returncode == 2 and "-1 must be >= 0" in r.stderr, r.stderr
