@@ -55,7 +55,7 @@ def _from_costs(spec: Spec, args: argparse.Namespace) -> int:
     except PricesError as err:
         raise usage.UsageError(str(err)) from None
     vms = args.vm or ([spec.cluster.vm] if spec.cluster.vm else list(DEFAULT_VMS))
-    console = Console()
+    console = Console() if Console().is_terminal else Console(width=150)  # a pipe: whole rows
     aside = {k: getattr(spec.cluster, k) for k in ("overload_connections", "max_conn_rate_per_s")
              if getattr(spec.cluster, k) is not None}
     if aside:
