@@ -76,7 +76,7 @@ def _from_costs(spec: Spec, args: argparse.Namespace) -> int:
                      else ""))
     console.print("assumption: a core-second measured in the lab is one on a VM's vCPU; beside "
                   "EMQX's published points:")
-    for p in published_points(costs):
+    for p in published_points(spec_costs(spec) or costs):  # values and upper ends, side by side
         console.print(f"  {p['point']}: {p['resource']} published {p['published']}, predicted "
                       f"{p['predicted']:.3g} (upper costs {p['predicted_high']:.3g})")
     size = node_size(apply(spec, {"cluster.vm": vms[0]}, name=spec.meta.name))
