@@ -53,7 +53,7 @@ def benchmarks(reference: Path = REFERENCE, workers: int = 2) -> Iterator[tuple[
            "s")
     rng = np.random.default_rng(1)
     # One transient of 1,000,000 clients in one region with the reference's client/LB policies.
-    from sim.clientimpact import scenario_for
+    from sim.pools import scenario_for
 
     ref = scenario_for(spec, 0, "node.crash", spec.region_sizes()[0], 30.0)
     big = Scenario(**{**ref.__dict__, "clients": 1_000_000})

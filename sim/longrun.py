@@ -47,7 +47,7 @@ class ReplicationResult:
     rpo_s: list[float]  # data-age lost per DR fail-over
     dr_failovers: int
     events_by_cause: dict[str, int] = field(default_factory=dict)
-    # Filled by the transient model (sim/clientimpact.py):
+    # Filled by the transient model (sim/clientimpact.py, sim/pools.py):
     client_down_s: float | None = None  # client-seconds disconnected per client
     message_delivery: float | None = None  # delivered / published, QoS >= 1
     client_failover_s: dict[str, np.ndarray] = field(default_factory=dict)

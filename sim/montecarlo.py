@@ -52,11 +52,11 @@ def replicate(spec: Spec, index: int, pool_dir: str | None = None) -> Replicatio
     """One replication: the long-run model, then the client transients of its node events
     (their pools shared through `pool_dir` with the run's other workers). Where a study shares
     long-run histories between designs (sim/history.py), a recorded one is replayed instead."""
-    import sim.clientimpact as clientimpact
+    import sim.pools as pools
     from sim import history
     from sim.clientimpact import ClientImpact, attach_client_impact
 
-    clientimpact.RUN_POOL_DIR = pool_dir
+    pools.RUN_POOL_DIR = pool_dir
 
     seq = np.random.SeedSequence(spec.simulation.seed, spawn_key=(index,))
     impact = ClientImpact(spec, np.random.default_rng(np.random.SeedSequence(
@@ -172,7 +172,7 @@ def run(
 def _prebuild(executor: Executor, spec: Spec, pool_dir: str | None, bar: Progress) -> None:
     """The pools nearly every replication draws from, one per worker task, before the
     replications start (pools come from seeds of their own: who builds one does not matter)."""
-    from sim.clientimpact import build_pool, common_pool_classes
+    from sim.pools import build_pool, common_pool_classes
 
     classes = common_pool_classes(spec)
     task = bar.add_task("transient pools", total=len(classes), unit="pools")

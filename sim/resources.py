@@ -276,7 +276,7 @@ def hard_limits_broken(spec: Spec) -> str | None:
     size, costs = node_size(spec), spec_costs(spec)
     if size is None or costs is None or not spec.clients.count:
         return None
-    from sim.clientimpact import region_clients
+    from sim.pools import region_clients
 
     have = {"cpu": size.vcpu, "memory": size.memory_bytes, "flows": size.flows or float("inf")}
     deepest = max(spec.region_sizes()) - spec.cluster.min_nodes_up

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sim.clientimpact import POOL_SALT, region_clients, scenario_for  # noqa: E402
+from sim.pools import POOL_SALT, region_clients, scenario_for  # noqa: E402
 from sim.spec import Spec  # noqa: E402
 from sim.transient import HORIZON_CAP_S, Scenario, TransientResult, simulate  # noqa: E402
 

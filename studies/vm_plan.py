@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.clientimpact import POOL_SALT, region_clients, scenario_for
 from sim.failover_load import storm_figures, survivor_load
+from sim.pools import POOL_SALT, region_clients, scenario_for
 from sim.resources import LoadCosts, binding, node_size, spec_costs, steady_load, utilisation, vm_catalogue
 from sim.spec import Spec
 from sim.transient import simulate

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.clientimpact import scenario_for
 from sim.failover_load import storm_figures, survivor_load
+from sim.pools import scenario_for
 from sim.resources import (
     GIB,
     admission_rate_per_s,

@@ -75,7 +75,7 @@ def test_pool_cache_gives_the_same_answer_and_is_shared_across_failure_rates(tmp
     plain = summarise(spec, run(spec, workers=1, progress=False).results)
     folder = tmp_path / "pools"
     monkeypatch.setenv("TWIN_POOL_CACHE", str(folder))
-    import sim.clientimpact as ci
+    import sim.pools as ci
 
     ci._POOLS.clear()
     cached = summarise(spec, run(spec, workers=1, progress=False).results)
