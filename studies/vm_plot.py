@@ -25,7 +25,7 @@ def plot(table: pd.DataFrame, path: Path, title: str, headroom: float) -> Path:
     vms = list(dict.fromkeys(table["vm"]))
     width = 0.8 / len(vms)
     x = np.arange(len(devices))
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(2.2 + 1.9 * len(devices), 7.5), sharex=True,
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(max(9.0, 2.2 + 1.9 * len(devices)), 7.5), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 2]})
     top = np.nanmax(table[["nodes_n_minus_1", "nodes_n_minus_2"]].to_numpy(dtype=float),
                     initial=3)
@@ -45,7 +45,8 @@ def plot(table: pd.DataFrame, path: Path, title: str, headroom: float) -> Path:
                 label="N-1 only" if k == 0 else None)
         for col, marker, fill in (("alarm_cpu", "o", f"C{k}"), ("peak_memory", "s", "none")):
             y = 100 * sub[f"n_minus_2_storm_{col}_fraction"].to_numpy(dtype=float)
-            ax2.plot(pos, np.minimum(y, CLIP), marker, color=f"C{k}", mfc=fill, ls="none")
+            for p, v, ok in zip(pos, np.minimum(y, CLIP), n2 == n2, strict=True):
+                ax2.plot(p, v, marker, color=f"C{k}", mfc=fill, alpha=1.0 if ok else 0.3)
             for p, v in zip(pos, y, strict=True):
                 if v > CLIP:
                     ax2.annotate(f"{v:.0f} %", (p, CLIP), (0, -14 if marker == "s" else 6),
@@ -53,7 +54,7 @@ def plot(table: pd.DataFrame, path: Path, title: str, headroom: float) -> Path:
     ax.set_ylabel("nodes per region (N-2 holds)")
     ax.set_ylim(0, top + 2.5)
     ax.set_title(f"{title}\nbars: nodes for N-2, labelled with what binds (faded: none up to the "
-                 f"maximum); black ticks: enough for N-1 only; CPU headroom {100 * headroom:.0f} %",
+                 f"maximum)\nblack ticks: enough for N-1 only; CPU headroom {100 * headroom:.0f} %",
                  fontsize=9)
     ax.legend(fontsize=8, ncol=len(vms) + 1, loc="upper left")
     ax2.axhline(100 * CPU_ALARM, color="red", ls="--", lw=1)
