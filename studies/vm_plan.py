@@ -76,8 +76,9 @@ def loss_figures(spec: Spec, costs: LoadCosts, lost: int) -> dict[str, Any] | No
 def plan(spec: Spec, devices: list[int], vms: list[str], max_nodes: int = 8,
          upper: bool = False, prices: dict[str, float] | None = None,
          on_done=None) -> pd.DataFrame:
-    """One row per (devices, vm): the smallest nodes per region (from min_nodes_up + 1) whose
-    survivors hold N-1 and N-2 within the limits and do not run out of memory in the storm."""
+    """One row per (devices, vm): for N-1 and for N-2, the smallest nodes per region (from
+    min_nodes_up + the loss) whose survivors in the largest region fit (`fits`), with the figures
+    at that size, or at `max_nodes` where none does (NaN nodes)."""
     bound = "high" if upper else "value"
     costs = spec_costs(apply(spec, {"cluster.load_costs_bound": bound}))
     if costs is None:
