@@ -76,3 +76,14 @@ def test_a_claim_naming_no_figure_is_refused_before_the_review_runs(tmp_path: Pa
 def test_a_negative_flip_steps_is_refused() -> None:
     r = _twin("sensitivity", REF, "--flip-steps", "-1")
     assert r.returncode == 2 and "-1 must be >= 0" in r.stderr, r.stderr
+
+
+def test_capacity_of_a_topology_sized_by_vcpu_plans_catalogue_sizes(tmp_path: Path) -> None:
+    top = tmp_path / "sized.toml"
+    top.write_text(f'extends = "{REF}"\n[meta]\nname = "sized"\n[cluster]\nvcpu = 8\n'
+                   'memory_gib = 32\n', encoding="utf-8")
+    r = _twin("capacity", str(top), "--devices", "100000", "--vm", "D8s_v5",
+              "--plot", str(tmp_path / "plan.png"))
+    assert r.returncode == 0, r.stderr
+    assert "cluster.vcpu = 8, cluster.memory_gib = 32" in r.stdout
+    assert " 100,000 " in r.stdout and "D8s_v5" in r.stdout and (tmp_path / "plan.png").is_file()

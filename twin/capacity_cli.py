@@ -42,7 +42,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 def _from_costs(spec: Spec, args: argparse.Namespace) -> int:
     from sim.plots import file_stem
-    from sim.resources import node_size, published_points, spec_costs
+    from sim.resources import published_points, spec_costs
     from studies.variants import apply
     from studies.vm_plan import DEFAULT_VMS, PricesError, plan, read_prices
     from studies.vm_plot import plot
@@ -56,10 +56,11 @@ def _from_costs(spec: Spec, args: argparse.Namespace) -> int:
         raise usage.UsageError(str(err)) from None
     vms = args.vm or ([spec.cluster.vm] if spec.cluster.vm else list(DEFAULT_VMS))
     console = Console() if Console().is_terminal else Console(width=150)  # a pipe: whole rows
-    aside = {k: getattr(spec.cluster, k) for k in ("overload_connections", "max_conn_rate_per_s")
-             if getattr(spec.cluster, k) is not None}
+    aside = {k: getattr(spec.cluster, k) for k in ("overload_connections", "max_conn_rate_per_s",
+                                                   "vcpu", "memory_gib")
+             if getattr(spec.cluster, k) is not None}  # the plan sizes nodes from the catalogue
     if aside:
-        console.print("set aside for the plan (it derives them from the load costs): " +
+        console.print("set aside for the plan (limits from the load costs, sizes from --vm or the catalogue): " +
                       ", ".join(f"cluster.{k} = {v:g}" for k, v in aside.items()))
         spec = apply(spec, {f"cluster.{k}": None for k in aside}, name=spec.meta.name)
     bar, tick = _progress(len(args.devices) * len(vms))
@@ -79,10 +80,8 @@ def _from_costs(spec: Spec, args: argparse.Namespace) -> int:
     for p in published_points(spec_costs(spec) or costs):  # values and upper ends, side by side
         console.print(f"  {p['point']}: {p['resource']} published {p['published']}, predicted "
                       f"{p['predicted']:.3g} (upper costs {p['predicted_high']:.3g})")
-    size = node_size(apply(spec, {"cluster.vm": vms[0]}, name=spec.meta.name))
-    assert size is not None
     path = plot(table, Path(args.plot or f"out/{file_stem(spec.meta.name)}-capacity.png"),
-                f"{spec.meta.name}: nodes per region from {costs.name}", size.cpu_headroom)
+                f"{spec.meta.name}: nodes per region from {costs.name}", spec.cluster.cpu_headroom)
     print(f"plot: {path}")
     if args.csv:
         table.to_csv(args.csv, index=False)
