@@ -60,7 +60,7 @@ def _from_costs(spec: Spec, args: argparse.Namespace) -> int:
                                                    "vcpu", "memory_gib")
              if getattr(spec.cluster, k) is not None}  # the plan sizes nodes from the catalogue
     if aside:
-        console.print("set aside for the plan (limits from the load costs, sizes from --vm or the catalogue): " +
+        print("set aside for the plan (limits from the load costs, sizes from --vm or the catalogue): " +
                       ", ".join(f"cluster.{k} = {v:g}" for k, v in aside.items()))
         spec = apply(spec, {f"cluster.{k}": None for k in aside}, name=spec.meta.name)
     bar, tick = _progress(len(args.devices) * len(vms))
