@@ -4,7 +4,7 @@ design's own size ("alarm") or along a growth path ("nodes")."""
 from __future__ import annotations
 
 from review.claims import Claim
-from sim.resources import CPU_ALARM
+from sim.resources import CPU_ALARM, spec_costs
 from sim.spec import Spec
 from studies.variants import apply
 from studies.vm_plan import loss_figures, plan
@@ -23,8 +23,6 @@ def check_capacity(claim: Claim, spec: Spec) -> tuple[str, str]:
 def _alarm(claim: Claim, spec: Spec) -> tuple[str, str]:
     """Does EMQX's CPU alarm (60 s mean above 80 %) fire on a survivor when a node is lost, at
     the design's own fleet and nodes, on each VM size?"""
-    from sim.resources import spec_costs
-
     parts, fires = [], []
     n = max(spec.region_sizes())
     for vm in claim.vms:

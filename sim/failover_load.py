@@ -89,10 +89,11 @@ def survivor_load(sc: Scenario, result: TransientResult, costs: LoadCosts, scale
 
 def storm_figures(load: SurvivorLoad, size: NodeSize, step_s: float = 1.0) -> dict[str, float]:
     """The figures a planner reads: peaks against the VM, the alarm, the time to all back."""
+    alarm = load.alarm_cpu(step_s) / size.vcpu
     return {
         "peak_cpu_fraction": load.peak_cpu() / size.vcpu,
-        "alarm_cpu_fraction": load.alarm_cpu(step_s) / size.vcpu,
-        "cpu_alarm_fires": load.alarm_cpu(step_s) / size.vcpu > CPU_ALARM,
+        "alarm_cpu_fraction": alarm,
+        "cpu_alarm_fires": alarm > CPU_ALARM,
         "peak_memory_fraction": load.peak_memory() / size.memory_bytes,
         "peak_connections": float(load.connections.max()),
         "all_back_s": load.all_back_s,
