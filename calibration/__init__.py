@@ -1,2 +1,3 @@
-"""Calibration: lab result files -> model input files (failover mechanism in sim/calibration.py
-for now; load costs here). Names no broker: the lab writes broker-neutral facts."""
+"""Calibration: lab result files -> model input files. `fit` (failover, per mode), `session_store`,
+`replay`, `validate`, `report`, `load_costs`, `holdout_power`; `results` reads the lab's summaries.
+Names no broker: the lab writes broker-neutral facts (lab/SCHEMA.md)."""

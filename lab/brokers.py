@@ -31,6 +31,7 @@ PROMETHEUS_LOCAL_IMAGE = "mqtt-ha-twin/prometheus:local"
 API_KEY_FILE = "emqx-api-key.txt"  # lab/generated/: EMQX's api_key.bootstrap_file (key:secret:role)
 NATS_ROLES_PATH = "/jsz?accounts=true&streams=true"
 EMQX_SESSIONS_ROLE = "sessions@"  # + node: who holds that node's sessions (see roles_of)
+SESSION_STORE_ROLE = "$MQTT_sess"  # the stand-in's session store (a JetStream stream)
 # EMQX's durable-storage databases whose settings the lab passes through (5.8.9 config paths
 # durable_storage.<db>.backend / n_sites / replication_factor; builtin_raft is Enterprise-only).
 EMQX_DS_DATABASES = ("messages", "queues")
@@ -220,6 +221,27 @@ class Adapter:
             out[f"{EMQX_SESSIONS_ROLE}{svc}"] = svc if n.get("node_status") == "running" \
                 else "released"
         return out
+
+
+    def session_facts(self, origin: dict[str, Any], target: str) -> dict[str, Any]:
+        """Broker-neutral facts about the failed node's clients' sessions (lab/SCHEMA.md
+        `origin.sessions`), from the roles this adapter read: did the failed node own them, when
+        could a survivor open them, and what released them (`election`: a replicated store
+        elects a new leader, the stand-in's JetStream stream; `failure_detector`: they stay on
+        their node until the cluster counts it down, EMQX)."""
+        role = SESSION_STORE_ROLE if self.name == "standin" else EMQX_SESSIONS_ROLE + target
+        return session_facts_of(origin, target, role, "election" if self.name == "standin"
+                                else "failure_detector")
+
+
+def session_facts_of(origin: dict[str, Any], target: str, role: str, released_by: str
+                     ) -> dict[str, Any]:
+    roles = origin.get("roles") or {}
+    if role not in roles:  # the lab did not see who held them
+        return {"owner_failed": None, "released_s": None, "released_by": None}
+    return {"owner_failed": roles[role] == target,
+            "released_s": (origin.get("roles_elected_s") or {}).get(role),
+            "released_by": released_by}
 
 
 ADAPTERS = {

@@ -37,13 +37,15 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
     role_changes: list[tuple[float, dict[str, str]]] = []
     stop_t = next((r["t"] for r in records if r["ev"] == "stop"), float("inf"))
     refused = 0
+    refusals: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for r in records:
         ev = r["ev"]
         if ev in ("connect", "disconnect") and r["t"] >= stop_t:
             continue  # the fleet's own shutdown
         if ev == "connect" and r.get("rc", 0):
             refused += 1  # a CONNACK that refuses (EMQX: 0x88 server unavailable) ends an attempt,
-            continue  # not an outage: the disconnect that follows marks the attempt failed
+            refusals[r["c"]].append((r["t"], int(r["rc"])))  # not an outage: the disconnect that
+            continue  # follows marks the attempt failed
         if ev == "send":
             sent[(r["p"], r["s"])] = r["t"]
         elif ev == "ack":
@@ -120,7 +122,7 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
                     "before the fault arrived: its subscription never worked, so the run "
                     "measured the set-up, not the failover" for p, n in silent],
         **_by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles,
-                     role_changes),
+                     role_changes, refusals),
     }
 
 
@@ -143,7 +145,7 @@ def _silent_streams(sent: dict[tuple[str, int], float], acked: set[tuple[str, in
 
 
 def _by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles,
-               role_changes=()) -> dict[str, Any]:
+               role_changes=(), refusals=None) -> dict[str, Any]:
     """What the model replays: the clients that were on the failed node (from the brokers' own
     placement at the fault), each one's first outage measured from its disconnect; everything
     else (clients of other nodes, second outages) is collateral. Plus attempt timings and the
@@ -163,13 +165,15 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
         on_target = placement.get(client) == target
         tries = sorted(t for t in attempts.get(client, []) if t >= fault_start)
         if on_target:  # each attempt of its first outage: [start after the fault, CONNACK?, s,
-            # which of the failed node's clients]
+            # which of the failed node's clients, the CONNACK's code (None: no CONNACK came)]
             back = next((t for t, ev, _sp in evs if ev == "connect" and t >= fault_start), None)
             for a in tries:
                 end = next(((t, ev) for t, ev, _sp in evs if t >= a), None)
                 if end is not None and (back is None or a <= back):
+                    code = 0 if end[1] == "connect" else next(
+                        (rc for t, rc in (refusals or {}).get(client, []) if a <= t <= end[0]), None)
                     target_attempts.append([a - fault_start, end[1] == "connect", end[0] - a,
-                                            on_target_ids[client]])
+                                            on_target_ids[client], code])
         down_since = None
         counted = False
         for t, ev, _sp in evs:

@@ -16,16 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lab.brokers import get_json
+from lab.brokers import SESSION_STORE_ROLE, adapter, get_json
 from lab.checker import check
 from lab.cluster import Lab, LabConfig, LabError
 from lab.faults import FaultGuard, heal, netem_available
 from lab.fleet import TIMER_PHASE, TIMER_TICK_S, Fleet
 from lab.history import HistoryWriter, read_history
 from lab.scenario import Scenario
-
-SCHEMA_VERSION = 1
-SESSION_STORE_ROLE = "$MQTT_sess"  # the stand-in's session store (a JetStream stream)
+from lab.summary_schema import SCHEMA_VERSION
 
 
 def pick_target(lab: Lab, scenario: Scenario, subscribers_only: list[dict[str, str]] | None = None
@@ -142,6 +140,9 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
         "scenario_file": scenario.path, "repetition": k,
         "broker": lab.config.broker_version(), "standin": lab.config.standin,
         "sessions": scenario.sessions, "dist_net_ticktime_s": lab.config.dist_net_ticktime_s,
+        # broker-neutral (schema 2): the tick of a failure detector that releases a silent node's
+        # sessions; None for a broker without one (the stand-in)
+        "failure_detector_tick_s": None if lab.config.standin else lab.config.dist_net_ticktime_s,
         "lb": {k2: v for k2, v in asdict(scenario.lb).items()
                                              if k2 != "backends"},
         "clients": asdict(scenario.clients), "fault": scenario.fault, "undo": scenario.undo,
@@ -192,6 +193,8 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
         h.close()
     summary = check(read_history(history_path))
     summary["meta"] = {**meta, "target": target}
+    if summary.get("origin") is not None:  # broker-neutral, for calibration (lab/SCHEMA.md)
+        summary["origin"]["sessions"] = adapter(lab.config.broker).session_facts(summary["origin"], target)
     (out / f"{scenario.name}-{k}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -240,7 +240,7 @@ def mechanism_scenario(spec: Spec, sc: Scenario, fitted: dict, rng: np.random.Ge
     hold, refuse or drop CONNECTs until the cluster counts the failed node down, a window that
     EMQX's failure detector sets, so it scales with this topology's tick time for silent
     failures; the lab's CONNACK latency."""
-    from sim.calibration import _refuse_again_p, _refuse_p, _wait
+    from sim.calibration_file import refuse_again_p, refuse_p, store_wait_s
     from sim.transient import SILENT
 
     mech = fitted["mechanism"]
@@ -250,16 +250,16 @@ def mechanism_scenario(spec: Spec, sc: Scenario, fitted: dict, rng: np.random.Ge
     scale = spec.cluster.dist_net_ticktime_s / lab_tick if lab_tick and sc.mode in SILENT else 1.0
     latency = mech.get("connack_latency_s") or {}
     return replace(sc, session_store_down_s=float(rng.choice(windows)) * scale if windows else 0.0,
-                   session_store_wait_s=_wait(store),
-                   session_store_refuse_p=_refuse_p(store, rng),
-                   session_store_refuse_again_p=_refuse_again_p(store),
+                   session_store_wait_s=store_wait_s(store),
+                   session_store_refuse_p=refuse_p(store, rng),
+                   session_store_refuse_again_p=refuse_again_p(store),
                    session_store_release_drop_p=store.get("release_drop_p", 0.0),
                    connack_latency_s=float(latency.get("median", 0.0)))
 
 
 def _calibrated_entry(spec: Spec, region: int, up_before: int, fitted: dict,
                       rng: np.random.Generator) -> PoolEntry:
-    from sim.calibration import draw
+    from sim.calibration_file import draw
 
     affected = round(region_clients(spec)[region] / up_before)
     outage = draw(fitted["client_outage_s"], affected, rng) if affected else np.empty(0)

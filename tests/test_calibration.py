@@ -13,24 +13,13 @@ import pytest
 from conftest import ROOT
 from scipy import stats
 
-from sim.calibration import (
-    FAULT_MODE,
-    LB_POLL_S,
-    MIN_SAMPLES,
-    ROLES_POLL_S,
-    CalibrationError,
-    _refused_share,
-    _store_down_s,
-    calibrate,
-    consistent_with_targets,
-    ks_over_runs,
-    load_results,
-    meets_targets,
-    rel_error_over_runs,
-    replay_scenario,
-    validate,
-)
-from sim.holdout_power import pass_rate
+from calibration.fit import MIN_SAMPLES, calibrate
+from calibration.holdout_power import pass_rate
+from calibration.replay import refused_share, replay_scenario
+from calibration.results import FAULT_MODE, LB_POLL_S, CalibrationError, load_results, owner_lost, sessions
+from calibration.session_store import ROLES_POLL_S, store_down_s
+from calibration.validate import consistent_with_targets, ks_over_runs, meets_targets, rel_error_over_runs, validate
+from lab.brokers import adapter
 from sim.metrics import summarise
 from sim.montecarlo import run
 from sim.spec import load_spec
@@ -288,16 +277,16 @@ def test_a_late_seen_store_leader_yields_to_the_clients_bracket() -> None:
     run = load_results([path])[0]
     origin = run["origin"]
     first_ok = min(a for a, ok, _ in origin["target_attempts"] if ok)
-    assert _store_down_s(run)[0] == pytest.approx(origin["roles_elected_s"]["$MQTT_sess"]
+    assert store_down_s(run)[0] == pytest.approx(origin["roles_elected_s"]["$MQTT_sess"]
                                                   - ROLES_POLL_S / 2)
     late = {**run, "origin": {**origin, "roles_elected_s": {"$MQTT_sess": first_ok + 0.3}}}
-    assert _store_down_s(late)[:2] == (0.0, [])  # no attempt was held: back before anyone needed it
+    assert store_down_s(late)[:2] == (0.0, [])  # no attempt was held: back before anyone needed it
 
 
 def _emqx_like(attempts: list[list], released_s: float) -> dict:
     """A run as EMQX's hang gives it: the failed node held its clients' sessions until the
     survivors counted it down (`sessions@emqx-a1` released), 2 of its clients measured."""
-    return {"meta": {"target": "emqx-a1", "clients": {"keepalive_s": 5}},
+    return {"meta": {"schema_version": 1, "target": "emqx-a1", "clients": {"keepalive_s": 5}},
             "origin": {"placement_known": True, "target_clients": 2, "lb_target_down_s": 1.0,
                        "roles": {"sessions@emqx-a1": "emqx-a1", "sessions@emqx-a2": "emqx-a2"},
                        "roles_elected_s": {"sessions@emqx-a1": released_s},
@@ -309,13 +298,28 @@ def test_emqx_takeover_hold_refusals_and_release_are_counted() -> None:
     later ones refused at once (0x88), one held across the release and kept; then success."""
     run = _emqx_like([[2, False, 5.2], [2, False, 5.2], [9, False, 0.0], [9, False, 5.2],
                       [14, False, 5.2], [20, True, 0.0], [20, True, 0.0]], released_s=18.1)
-    down, held, outlasted, refused, later, dropped, across = _store_down_s(run)
+    down, held, outlasted, refused, later, dropped, across = store_down_s(run)
     assert down == pytest.approx(18.1 - ROLES_POLL_S / 2)
     assert (held, outlasted, refused, later, dropped, across) == ([], 4, 1, 3, 0, 1)
     # the same, but the held CONNECT ends within a second of the release: dropped then
     dropped_run = _emqx_like([[2, False, 5.2], [2, False, 5.2], [14, False, 4.3],
                               [20, True, 0.0], [20, True, 0.0]], released_s=18.1)
-    assert _store_down_s(dropped_run)[5:] == (1, 1)
+    assert store_down_s(dropped_run)[5:] == (1, 1)
+
+
+def test_a_version_2_summary_says_the_same_in_broker_neutral_facts() -> None:
+    """Version 2 names no role: the adapter's `origin.sessions` gives calibration the same
+    release and the same counts as the version 1 roles did; without them nothing is known."""
+    v1 = _emqx_like([[2, False, 5.2], [2, False, 5.2], [9, False, 0.0], [9, False, 5.2],
+                     [14, False, 5.2], [20, True, 0.0], [20, True, 0.0]], released_s=18.1)
+    origin = {k: v for k, v in v1["origin"].items() if k not in ("roles", "roles_elected_s")}
+    facts = adapter("emqx").session_facts(v1["origin"], "emqx-a1")
+    assert facts == {"owner_failed": True, "released_s": 18.1, "released_by": "failure_detector"}
+    v2 = {"meta": {**v1["meta"], "schema_version": 2}, "origin": {**origin, "sessions": facts}}
+    assert store_down_s(v2) == store_down_s(v1)
+    assert sessions(v2) == sessions(v1) == facts
+    unknown = {"meta": v2["meta"], "origin": origin}
+    assert sessions(unknown)["released_by"] is None and owner_lost(unknown) is None
 
 
 def test_a_runs_refused_share_is_its_own_after_a_held_connect() -> None:
@@ -324,7 +328,7 @@ def test_a_runs_refused_share_is_its_own_after_a_held_connect() -> None:
     run = _emqx_like([[2, False, 5.2, 0], [9, False, 0.0, 0], [2, False, 5.2, 1],
                       [9, False, 5.2, 1], [20, True, 0.0, 0], [20, True, 0.0, 1]], released_s=18.1)
     run["meta"].update(fault="pause", sessions="memory")
-    assert _refused_share(run, _store_down_s(run)[0]) == pytest.approx(0.5)
+    assert refused_share(run, store_down_s(run)[0]) == pytest.approx(0.5)
 
 
 def test_fresh_runs_fail_an_error_they_share_not_a_mix_of_run_types() -> None:
@@ -355,3 +359,23 @@ def test_committed_emqx_calibration_is_reproducible_and_meets_the_bar() -> None:
     for r in report["runs"]:
         if r["mode"] == "crash":
             assert r["session_present"]["lab"] == r["session_present"]["sim"] == 0.0, r["run"]
+
+
+def test_calibration_names_no_broker() -> None:
+    """Broker-specific interpretation lives in lab/brokers.py's adapters (issue #21): no code in
+    calibration/ holds a broker's role names or branches on a broker's name."""
+    import ast
+
+    from lab.brokers import BROKERS, EMQX_SESSIONS_ROLE, SESSION_STORE_ROLE
+
+    names = set(BROKERS) - {"standin"}  # also meta.standin, the provenance flag of every summary
+    found = []
+    for f in sorted((ROOT / "calibration").glob("*.py")):
+        tree = ast.parse(f.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef) and n.body
+                and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        found += [f"{f.name}:{n.lineno} {n.value!r}" for n in ast.walk(tree)
+                  if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+                  and (n.value in names or SESSION_STORE_ROLE in n.value or EMQX_SESSIONS_ROLE in n.value)]
+    assert not found, found

@@ -80,8 +80,9 @@ def test_outages_split_by_where_the_client_was() -> None:
     assert o["detection_s"] == [approx(1.6)] and o["lb_target_down_s"] == approx(1.5)
     assert o["first_attempt_delay_s"] == [approx(1.05)]
     assert o["failed_attempt_s"] == [approx(4.0)] and o["connack_latency_s"] == [approx(0.02)]
-    assert o["target_attempts"] == [[approx(2.65), False, approx(4.0), 0],
-                                    [approx(8.7), True, approx(0.02), 0]]
+    # [start, CONNACK?, seconds, client, CONNACK code]: the held attempt got no CONNACK
+    assert o["target_attempts"] == [[approx(2.65), False, approx(4.0), 0, None],
+                                    [approx(8.7), True, approx(0.02), 0, 0]]
 
 
 def test_a_refused_connack_ends_an_attempt_not_the_outage() -> None:
@@ -100,8 +101,9 @@ def test_a_refused_connack_ends_an_attempt_not_the_outage() -> None:
     assert out["clients"]["refused_connacks"] == 1
     assert out["client_outages"] == [approx(5.02)]
     assert out["sessions"] == {"reconnects": 1, "present": 0, "present_ratio": 0.0}
-    assert out["origin"]["target_attempts"] == [[approx(2.0), False, approx(0.01), 0],
-                                                [approx(6.0), True, approx(0.02), 0]]
+    # the refused attempt carries its code (0x88 server unavailable), the accepted one 0
+    assert out["origin"]["target_attempts"] == [[approx(2.0), False, approx(0.01), 0, 136],
+                                                [approx(6.0), True, approx(0.02), 0, 0]]
 
 
 def test_a_stream_that_never_delivered_before_the_fault_makes_the_run_invalid() -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from calibration.results import load_results
 from lab.brokers import EMQX_DS_DATABASES, EMQX_LOCAL_IMAGE, adapter
 from lab.cluster import ROOT, LabConfig, LabError
 from lab.scenario import load_scenario
-from sim.calibration import load_results
 
 SCENARIOS = sorted((ROOT / "lab" / "scenarios").glob("*.toml"))
 CALIBRATION = ROOT / "models" / "calibration"

@@ -13,7 +13,8 @@ from twin.usage import write_output as _write
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from sim.calibration import CalibrationError, calibrate, load_results
+    from calibration.fit import calibrate
+    from calibration.results import CalibrationError, load_results
     from twin import load_cli
 
     if load_cli.any_load_summary(args.results):
@@ -55,7 +56,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
 
-    from sim.calibration import CalibrationError, load_results, validate
+    from calibration.results import CalibrationError, load_results
+    from calibration.validate import validate
 
     try:
         calibration = json.loads(Path(args.calibration).read_text())
@@ -100,7 +102,8 @@ def _validation_table(report: dict, calibration: str, wide: bool):
     and collateral outages."""
     from rich.table import Table
 
-    from sim.calibration import ks_spread, meets_targets
+    from calibration.report import ks_spread
+    from calibration.validate import meets_targets
 
     table = Table(title=f"lab vs twin: outages of the failed node's clients, s ({Path(calibration).name})")
     cols = ["run", "mode", "p50 lab/twin", "p95 lab/twin", "KS", "bar"]

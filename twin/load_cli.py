@@ -105,7 +105,7 @@ def is_load_summary(data: dict[str, Any]) -> bool:
 
 def load_summaries(paths: list[str]) -> list[dict[str, Any]]:
     """Load-lab summaries among `paths` (files or folders); invalid runs are left out, said."""
-    from sim.calibration import CalibrationError, load_results
+    from calibration.results import CalibrationError, load_results
 
     try:
         out = [r for r in load_results(paths) if is_load_summary(r)]

@@ -1,7 +1,7 @@
 """How often would a hold-out design meet the KS bar? Redraws calibration and held-out runs from a
 pool of lab runs of one mode, calibrates on the one and validates on the other, many times.
 
-    python -m sim.holdout_power RUNS_DIR... --mode partition --calibrate 4 --hold-out 4
+    python -m calibration.holdout_power RUNS_DIR... --mode partition --calibrate 4 --hold-out 4
 
 Calibration runs are drawn half with the session store's leader failed, half without (as the
 stand-in's CI loop made them) where the pool has both kinds (EMQX's has one). The pool is
@@ -15,7 +15,9 @@ import argparse
 import numpy as np
 from rich.progress import track
 
-from sim.calibration import KS_BAR, _leader_lost, calibrate, load_results, validate
+from calibration.fit import calibrate
+from calibration.results import load_results, owner_lost
+from calibration.validate import KS_BAR, validate
 
 
 def pass_rate(pool: list[dict], mode: str, n_cal: int, n_held: int, draws: int, reps: int,
@@ -24,8 +26,8 @@ def pass_rate(pool: list[dict], mode: str, n_cal: int, n_held: int, draws: int, 
     ks = []
     for t in track(range(draws), description=f"{mode} {n_cal}+{n_held}", transient=True):
         order = rng.permutation(len(pool))
-        lost = [i for i in order if _leader_lost(pool[i])]
-        kept = [i for i in order if not _leader_lost(pool[i])]
+        lost = [i for i in order if owner_lost(pool[i])]
+        kept = [i for i in order if not owner_lost(pool[i])]
         cal = lost[:n_cal // 2] + kept[:n_cal - n_cal // 2] if lost and kept else order[:n_cal].tolist()
         held = [i for i in order if i not in cal][:n_held]
         fitted = calibrate([pool[i] for i in cal], "draw")

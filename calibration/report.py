@@ -1,0 +1,52 @@
+"""The calibration and its validation as Markdown tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from calibration.validate import meets_targets
+
+
+def _pct_cell(r: dict[str, Any], k: str) -> str:
+    return f"{r['lab'][k]:.2f} / {r['sim'][k]:.2f} ({r['rel_error'][k] * 100:+.0f} %)"
+
+
+def ks_spread(m: dict[str, Any]) -> str:
+    """The KS of half the held-out runs: its 5-95 % range, and how often it met the bar."""
+    b = m.get("ks_half_of_runs")
+    return (f" (halves of {b['runs']} runs: {b['range90'][0]:.2f}-{b['range90'][1]:.2f}, "
+            f"below {b['bar']} in {b['below_bar'] * 100:.0f} %)" if b else "")
+
+
+def markdown_tables(calibration: dict[str, Any], report: dict[str, Any]) -> str:
+    """What was calibrated, then lab vs twin per held-out run and pooled per mode."""
+    out = ["| mode | runs | outage fit | median s | p95 s | probe timeout measured s | CONNACK wait s "
+           "| CONNACK latency median s | collateral outages per other client | session present "
+           "| ack lost per event |", "|---" * 11 + "|"]
+    for mode, m in calibration["modes"].items():
+        f, mech = m["client_outage_s"], m["mechanism"]
+        lat = mech["connack_latency_s"]["median"] if mech["connack_latency_s"] else float("nan")
+        wait = f"{mech['connack_wait_s']['median']:.2f}" if mech.get("connack_wait_s") else "-"
+        probe = mech.get("probe_timeout_measured_s")
+        probe = f"{probe:.2f}" if probe is not None else "-"
+        out.append(f"| {mode} | {m['runs']} | {f['family']} (KS {f['ks']:.3f}) | {f['median']:.2f} "
+                   f"| {f['p95']:.2f} | {probe} | {wait} "
+                   f"| {lat:.3f} | {m['collateral']['outages_per_other_client']:.2f} "
+                   f"| {m['session_present_ratio']} | {m['acknowledged_lost_per_event']:.2f} |")
+    out += ["", "| run | mode | n lab | p50 lab / twin | p95 lab / twin | p99 lab / twin | KS "
+            "| shift s | session present lab / twin | ack lost lab / twin | collateral outages lab / twin "
+            "| bar met (run: p50, p95; pooled: and KS) |", "|---" * 12 + "|"]
+    for r in report["runs"]:
+        sp, al, co = r["session_present"], r["acknowledged_lost"], r["collateral_outages"]
+        out.append(f"| {Path(r['run']).stem} | {r['mode']} | {r['samples']['lab']} "
+                   f"| {_pct_cell(r, 'p50')} | {_pct_cell(r, 'p95')} | {_pct_cell(r, 'p99')} "
+                   f"| {r['ks_distance']:.3f} | {r['wasserstein_s']:.3f} | {sp['lab']} / {sp['sim']:.2f} "
+                   f"| {al['lab']} / {al['sim']} "
+                   f"| {co['lab']} / {co['sim']} | {'yes' if meets_targets(r, ks=None) else 'NO'} |")
+    for mode, m in report["modes"].items():
+        out.append(f"| **all held-out ({m['runs']})** | {mode} | {m['samples']['lab']} "
+                   f"| {_pct_cell(m, 'p50')} | {_pct_cell(m, 'p95')} | {_pct_cell(m, 'p99')} "
+                   f"| {m['ks_distance']:.3f}{ks_spread(m)} | {m['wasserstein_s']:.3f} | | | "
+                   f"| {'yes' if meets_targets(m) else 'NO'} |")
+    return "\n".join(out)

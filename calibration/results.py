@@ -1,0 +1,101 @@
+"""The lab's failover summaries as calibration reads them (schema: lab/SCHEMA.md, versions 1 and 2).
+
+What a run says about its failed node's clients, in broker-neutral terms: the outages the model
+replays, whether the failed node owned their sessions, when the LB took it out.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lab.summary_schema import READABLE, session_facts
+
+# lab fault -> (the transient model's failure mode, does the failed host's address vanish)
+FAULT_MODE: dict[str, tuple[str, bool | None]] = {
+    "kill": ("crash", True),  # the process dies (connections reset), then its address is gone
+    "stop": ("stop", True),
+    "pause": ("hang", None),
+    "partition": ("partition", None),
+}
+NOT_REPLAYED = {"rolling_restart": "several events in one run", "lb_loss": "not a node fault",
+                "region_loss": "not a node fault", "wan": "not a node fault"}
+LB_POLL_S = 0.2  # the lab reads HAProxy's view this often (lab/runner.py LBWatcher)
+
+
+class CalibrationError(ValueError):
+    """Input that cannot be calibrated from; one line."""
+
+
+def load_results(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """Lab summary files (or folders of them), in a stable order."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.glob("*.json"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise CalibrationError(f"{p}: no such file or folder")
+    results = []
+    for f in files:
+        try:
+            data = json.loads(f.read_text())
+        except json.JSONDecodeError as err:
+            raise CalibrationError(f"{f}: not JSON ({err.msg})") from None
+        if not isinstance(data, dict) or data.get("meta", {}).get("schema_version") not in READABLE:
+            raise CalibrationError(f"{f}: not a lab summary (meta.schema_version "
+                                   f"{' or '.join(map(str, READABLE))}, lab/SCHEMA.md)")
+        data["meta"]["source_file"] = str(f)
+        if data.get("valid") is False:  # the checker found the run measured something else
+            print(f"{f}: skipped, not a valid run: {'; '.join(data.get('invalid', []))[:300]}",
+                  file=sys.stderr)
+            continue
+        results.append(data)
+    if not results:
+        raise CalibrationError("no lab summary files given")
+    return results
+
+
+def origin(r: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the run's clients were when the fault struck; None where the lab could not ask."""
+    o = r.get("origin")
+    return o if o and o.get("placement_known") else None
+
+
+def target_outages(r: dict[str, Any]) -> np.ndarray:
+    """The outages the model replays: the failed node's clients when the lab knew who they were."""
+    o = origin(r)
+    return np.asarray(o["target_client_outages"] if o else r["client_outages"], float)
+
+
+def mode_of(r: dict[str, Any]) -> str | None:
+    fm = FAULT_MODE.get(r["meta"]["fault"])
+    return fm[0] if fm else None
+
+
+def sessions(r: dict[str, Any]) -> dict[str, Any]:
+    """Did the failed node own its clients' sessions, when could a survivor open them, and what
+    released them (`election` or `failure_detector`); None each where the lab did not see."""
+    return session_facts(r) if origin(r) else {"owner_failed": None, "released_s": None,
+                                               "released_by": None}
+
+
+def owner_lost(r: dict[str, Any]) -> bool | None:
+    """Whether the failed node owned its clients' sessions (led the session store)."""
+    return sessions(r)["owner_failed"]
+
+
+def lb_down_at(r: dict[str, Any]) -> float | None:
+    """When the LB took the failed node out in this run. HAProxy is polled every LB_POLL_S, so it
+    happened during the poll before; the clients it reset (on_down = reset) date it exactly."""
+    o = origin(r)
+    seen = o.get("lb_target_down_s") if o else None
+    if seen is None:
+        return None
+    reset = [d for d in o["detection_s"] if seen - LB_POLL_S <= d <= seen]
+    return float(np.median(reset)) if reset else seen - LB_POLL_S / 2
