@@ -35,18 +35,18 @@ Semantics shared by both models (each is an assumption stated once, here):
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from sim.lb_choice import choose, initial_sticky
+from sim.reconnect_calendar import ATTEMPT, RELEASE, Calendar, admit
 
 SILENT = ("vm", "hang", "partition")  # noticed by keepalive, attempts to the node time out
 REFUSING = ("crash", "disk", "stop")  # connections reset at once, attempts refused
 MODES = SILENT + REFUSING
 MEMORY_SURVIVES = ("hang", "partition")  # the node's memory (and its sessions) outlive the fault
 MAX_MQUEUE = 1000  # EMQX default max_mqueue_len (FACTS.md)
-BUCKET_S = 0.05  # time resolution of the vectorised model in the first STEP_GROWTH_S ...
-STEP_GROWTH_S = 10.0  # ... after which steps widen in proportion to t (clients spread out by then)
 HORIZON_CAP_S = 48 * 3600.0
 
 
@@ -283,7 +283,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     final = np.full(n, -1)
     rate = sc.max_conn_rate_per_s
     next_free = np.zeros(sc.nodes)
-    sticky = _initial_sticky(sc)
+    sticky = initial_sticky(sc)
     hashes = site_hash(sc.sites)
     is_failed = np.zeros(sc.nodes, dtype=bool)
     is_failed[failed] = True
@@ -296,7 +296,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     was_refused = np.zeros(n, dtype=bool)  # ... and refused the last one
     on_tick = np.zeros(n, dtype=bool)  # the client's last attempt ended by its own timer
 
-    calendar = _Calendar()
+    calendar = Calendar()
     calendar.push(next_a, np.arange(n), np.full(n, ATTEMPT, dtype=np.int8))
     arrivals_node: list[np.ndarray] = []
     arrivals_t: list[np.ndarray] = []
@@ -311,7 +311,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
         if not len(rot):  # nothing to connect to: everyone backs off again
             chosen = np.full(len(idx), -1)
         else:
-            chosen = _choose(sc, rot, in_rotation, idx, site, counts + pending, sticky, hashes,
+            chosen = choose(sc, rot, in_rotation, idx, site, counts + pending, sticky, hashes,
                              rng)
         arrivals_node.append(chosen)
         arrivals_t.append(a)
@@ -385,180 +385,3 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
                     rate, np.bincount(node_of, minlength=sc.nodes), detect, attempt + 1)
     result.lb_down_s = float(lb_down.min()) if len(lb_down) else float("inf")
     return result
-
-
-ATTEMPT, RELEASE = 0, 1
-COARSE_S = 1.0
-
-
-class _Calendar:
-    """Future attempts and connection releases: filed by the coarse second (cheap to file),
-    served in fine steps of BUCKET_S in time order."""
-
-    def __init__(self) -> None:
-        self.store: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-        self.heap: list[int] = []
-
-    def push(self, times: np.ndarray, values: np.ndarray, kinds: np.ndarray) -> None:
-        if not len(times):
-            return
-        keys = np.floor(times / COARSE_S).astype(np.int64)
-        order = np.argsort(keys, kind="stable")
-        keys, times, values, kinds = keys[order], times[order], values[order], kinds[order]
-        cuts = (np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist()
-        for lo, hi in zip([0, *cuts], [*cuts, len(keys)], strict=True):
-            key = int(keys[lo])
-            if key not in self.store:
-                heapq.heappush(self.heap, key)
-                self.store[key] = []
-            self.store[key].append((times[lo:hi], values[lo:hi], kinds[lo:hi]))
-
-    def _take(self, key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        parts = self.store.pop(key)
-        t = np.concatenate([p[0] for p in parts])
-        v = np.concatenate([p[1] for p in parts])
-        k = np.concatenate([p[2] for p in parts])
-        order = np.argsort(t, kind="stable")
-        return t[order], v[order], k[order]
-
-    def steps(self, pending: np.ndarray):
-        """Yield (step start, client indices, attempt times) in time order, applying releases to
-        `pending` first; what is pushed meanwhile is merged in."""
-        while self.heap:
-            key = heapq.heappop(self.heap)
-            if key not in self.store:
-                continue
-            t, v, k = self._take(key)
-            pos = 0
-            while pos < len(t):
-                width = BUCKET_S * max(1.0, t[pos] / STEP_GROWTH_S)
-                step_start = np.floor(t[pos] / width) * width
-                if step_start + width <= t[pos]:  # t on a step boundary, rounded below it: the
-                    step_start += width  # step must hold t (else one attempt per step: 10,000
-                    # clients back at once after a maintenance took 10,000 steps)
-                end = int(np.searchsorted(t, step_start + width, side="left"))
-                end = max(end, pos + 1)
-                seg_v, seg_k, seg_t = v[pos:end], k[pos:end], t[pos:end]
-                pos = end
-                released = seg_k == RELEASE
-                if released.any():
-                    np.subtract.at(pending, seg_v[released], 1)
-                attempt = ~released
-                if attempt.any():
-                    yield step_start, seg_v[attempt], seg_t[attempt]
-                if key in self.store:  # pushed into this very second: merge
-                    t2, v2, k2 = self._take(key)
-                    t = np.concatenate((t[pos:], t2))
-                    v = np.concatenate((v[pos:], v2))
-                    k = np.concatenate((k[pos:], k2))
-                    order = np.argsort(t, kind="stable")
-                    t, v, k, pos = t[order], v[order], k[order], 0
-
-
-def admit(a: np.ndarray, next_free: float, rate: float, max_wait: float
-          ) -> tuple[np.ndarray, float]:
-    """Token-bucket FIFO admission of sorted arrivals `a`; an arrival that would wait longer than
-    `max_wait` (the backlog is full) is dropped (start = nan) and uses no slot.
-
-    Alternates two closed forms: while arrivals find room, start_k = k/r + max(next_free,
-    cummax(a_l - l/r)); while the backlog is full, slots come every 1/r and each goes to the first
-    later arrival that finds room."""
-    m = len(a)
-    out = np.full(m, np.nan)
-    i, nf = 0, next_free
-    while i < m:
-        seg = a[i:]
-        k = np.arange(len(seg))
-        start = k / rate + np.maximum(nf, np.maximum.accumulate(seg - k / rate))
-        ok = start - seg <= max_wait
-        if ok.all():
-            out[i:] = start
-            return out, float(start[-1] + 1 / rate)
-        k0 = int(np.argmin(ok))
-        out[i : i + k0] = start[:k0]
-        nf = float(start[k0 - 1] + 1 / rate) if k0 else nf
-        i += k0
-        # Saturated from arrival i on (it is dropped): slot q opens at nf + q/r.
-        q = np.arange(m - i)
-        slots = nf + q / rate
-        first = np.searchsorted(a, slots - max_wait, side="left")
-        taker = q + np.maximum.accumulate(first - q)  # each arrival takes at most one slot
-        valid = taker < m
-        taker, slots = taker[valid], slots[valid]
-        late = a[taker] > slots  # the queue ran empty before this arrival: not saturated now
-        k1 = int(np.argmax(late)) if late.any() else len(taker)
-        out[taker[:k1]] = slots[:k1]
-        if k1:
-            nf = float(slots[k1 - 1] + 1 / rate)
-        if k1 == len(taker):
-            return out, nf
-        i = int(taker[k1])
-    return out, nf
-
-
-def _initial_sticky(sc: Scenario) -> np.ndarray | None:
-    if sc.persistence != "client_ip":
-        return None
-    up = np.array([i for i in range(sc.nodes) if i not in sc.down_before])
-    return up[np.arange(sc.sites) % len(up)].astype(np.int64)
-
-
-def _choose(sc: Scenario, rot: np.ndarray, in_rotation: np.ndarray, idx: np.ndarray,
-            site: np.ndarray, load: np.ndarray, sticky: np.ndarray | None, hashes: np.ndarray,
-            rng: np.random.Generator) -> np.ndarray:
-    """The LB's choice of node for each attempt (in arrival order); `rot` the nodes in rotation,
-    `in_rotation` the same as a mask over all nodes."""
-    if sticky is not None:
-        s = site[idx]
-        chosen = sticky[s]  # fancy indexing: a copy
-        stale = ~in_rotation[chosen]
-        if stale.any():
-            # Each stale site picks anew at its first attempt, seeing the load of every earlier
-            # attempt of this step; its later attempts follow it.
-            load = load.copy()
-            sites, first = np.unique(s[stale], return_index=True)
-            positions = np.flatnonzero(stale)[first]
-            order = np.argsort(positions)
-            chosen[stale] = -1
-            done = 0
-            for st, pos in zip(sites[order].tolist(), positions[order].tolist(), strict=True):
-                seg = chosen[done:pos]
-                load += np.bincount(seg[seg >= 0], minlength=len(load))
-                done = pos
-                pick = _pick_one(sc, rot, load, st, hashes, rng)
-                sticky[st] = pick
-                chosen[stale & (s == st)] = pick
-        return chosen
-    if sc.algorithm == "source_ip":
-        return rot[hashes[site[idx]] % len(rot)]
-    if sc.algorithm in ("five_tuple", "round_robin"):
-        return rot[rng.integers(len(rot), size=len(idx))]
-    return _least_connections(rot, load, len(idx))
-
-
-def _pick_one(sc, rot, load, st, hashes, rng) -> int:
-    if sc.algorithm == "source_ip":
-        return int(rot[hashes[st] % len(rot)])
-    if sc.algorithm in ("five_tuple", "round_robin"):
-        return int(rot[rng.integers(len(rot))])
-    return int(rot[np.argmin(load[rot])])
-
-
-def _least_connections(rot: np.ndarray, load: np.ndarray, m: int) -> np.ndarray:
-    """Sequential least-connections for m arrivals: arrival k takes the k-th lowest free slot,
-    slots ordered by (level, node index) - the same as m argmin steps with ties to the lowest."""
-    c = load[rot].astype(np.int64)
-    # Water level: the lowest L with at least m free slots below it.
-    lo, hi = int(c.min()), int(c.min()) + m
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if np.maximum(mid - c, 0).sum() >= m:
-            hi = mid
-        else:
-            lo = mid + 1
-    per = np.maximum(lo - c, 0)
-    node = np.repeat(np.arange(len(rot)), per)
-    level = np.concatenate([np.arange(ci, ci + p) for ci, p in zip(c, per, strict=True)]) \
-        if per.sum() else np.empty(0, np.int64)
-    order = np.lexsort((node, level))[:m]
-    return rot[node[order]]

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
+from sim.lb_choice import initial_sticky
 from sim.transient import (
     Scenario,
     TransientResult,
     _again,
-    _initial_sticky,
     attempts_time_out,
     client_timeouts,
     detection_times,
@@ -47,7 +47,7 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
     lb_down = dict(zip(sc.failed, lb_down_times(sc, rng), strict=True))
     detect = detection_times(sc, n, rng, np.array(list(lb_down.values())))
     next_free = np.zeros(sc.nodes)
-    sticky = _initial_sticky(sc)
+    sticky = initial_sticky(sc)
     hashes = site_hash(sc.sites)
     outage = np.full(n, np.nan)
     final = np.full(n, -1)

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from sim.metrics import mean_ci
-from sim.transient import Scenario, admit, simulate
+from sim.reconnect_calendar import admit
+from sim.transient import Scenario, simulate
 from sim.transient_reference import simulate_reference
 
 SCENARIOS = {
@@ -192,17 +193,17 @@ def test_clients_back_on_a_step_boundary_take_one_step(monkeypatch) -> None:
     """The last node of a region in maintenance: 2,000 clients without jitter retry at 1, 3, 7,
     ..., 247, 367 s, all together. 367 s is a step boundary that floor() rounds below: the step
     must still hold them all (it once took one attempt per step, 2,000 steps for one retry)."""
-    import sim.transient as transient
+    import sim.reconnect_calendar as calendar
 
     sizes: list[int] = []
-    steps = transient._Calendar.steps
+    steps = calendar.Calendar.steps
 
     def counted(self, pending):
         for step in steps(self, pending):
             sizes.append(len(step[1]))
             yield step
 
-    monkeypatch.setattr(transient._Calendar, "steps", counted)
+    monkeypatch.setattr(calendar.Calendar, "steps", counted)
     sc = Scenario(nodes=3, failed=(0,), mode="stop", clients=2000, down_before=(1, 2),
                   return_after_s=333.0, initial_s=1.0, max_s=120.0, jitter="none")
     r = simulate(sc, np.random.default_rng(1))
