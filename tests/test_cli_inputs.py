@@ -12,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = str(ROOT / "models" / "renata-reference.toml")
+CAL = str(ROOT / "models" / "calibration" / "emqx-5.8.9-2026-11-27.json")
+HELD = str(ROOT / "models" / "calibration" / "emqx-5.8.9-2026-11-27-held-out")
 
 
 def _twin(*args: str) -> subprocess.CompletedProcess[str]:
@@ -36,6 +38,25 @@ def _twin(*args: str) -> subprocess.CompletedProcess[str]:
      "price.D9s = 3: a VM of D4s_v5"),
     (["capacity", REF, "--cautious"], "--prices / --cautious: only with --vm"),
     (["capacity", REF, "--max-nodes", "65", "--vm", "D8s_v5"], "--max-nodes 65: at most 64"),
+    # validate replays for tens of seconds: its outputs are checked first
+    (["validate", HELD, "--calibration", CAL, "--json", "/proc/twin-test.json"],
+     "/proc/twin-test.json: cannot write"),
+    (["validate", HELD, "--calibration", CAL, "--plots", "/proc/twin-test"],
+     "/proc/twin-test/validation_cdf.png: cannot write"),
+    (["validate", HELD, "--calibration", "/nonexistent.json"], "--calibration /nonexistent.json: not a"),
+    (["validate", "/nonexistent", "--calibration", CAL], "/nonexistent: no such file or folder"),
+    (["calibrate", str(ROOT / "README.md"), "--out", "/tmp/twin-test.json"], "README.md: not JSON"),
+    (["calibrate", HELD, "--out", "/proc/twin-test.json"], "/proc/twin-test.json: cannot write"),
+    (["sensitivity", REF, "--csv", "/proc/twin-test.csv"], "/proc/twin-test.csv: cannot write"),
+    (["review", str(ROOT / "models" / "renata-claims.toml"), "--markdown", "/proc/twin-test.md"],
+     "/proc/twin-test.md: cannot write"),
+    (["review", REF], "review: Field required"),
+    (["sweep", REF, "--set", "nonsense.key=3"], "nonsense.key: unknown key"),
+    # the lab: refused before Docker is touched
+    (["lab", "run", str(ROOT / "lab" / "scenarios" / "crash.toml"), "--out", "/proc/twin-test"],
+     "/proc/twin-test/crash-0.json: cannot write"),
+    (["lab", "run", str(ROOT / "lab" / "scenarios" / "crash.toml"), "--repeat", "0"], "0 must be >= 1"),
+    (["lab", "run", "/nonexistent.toml"], "/nonexistent.toml: no such file"),
 ])
 def test_a_bad_argument_is_refused_before_any_simulation(args: list[str], message: str) -> None:
     start = time.monotonic()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from twin.usage import UsageError
+from twin.usage import UsageError, check_writable
 from twin.usage import write_output as _write
 
 
@@ -59,6 +59,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from calibration.results import CalibrationError, load_results
     from calibration.validate import validate
 
+    if args.json:  # before the replays (tens of seconds), not after them
+        check_writable(Path(args.json))
+    if args.plots:
+        check_writable(Path(args.plots) / "validation_cdf.png")
     try:
         calibration = json.loads(Path(args.calibration).read_text())
     except (OSError, json.JSONDecodeError) as err:

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from twin.usage import Parser as _Parser
-from twin.usage import UsageError
+from twin.usage import UsageError, check_writable
 from twin.usage import positive_int as _positive_int
 
 
@@ -69,6 +69,7 @@ def _lab_run(args: argparse.Namespace) -> int:
     if args.sessions:
         scenario = replace(scenario, sessions=args.sessions)
     out = Path(args.out)
+    check_writable(out / f"{scenario.name}-0.json")  # before the lab comes up
     summaries = run_scenario(scenario, out, args.repeat, broker=_lab_broker(args),
                              progress=lambda msg: console.log(msg), image=args.image)
     table = Table(title=f"{scenario.name}: {len(summaries)} run(s), results in {out}")
