@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     from twin.study_cli import register
 
     register(sub, run_opts)
-    from twin import calibrate_cli, capacity_cli, lab_cli, simulate_cli
+    from twin import calibrate_cli, capacity_cli, lab_cli, review_cli, simulate_cli
 
+    review_cli.register(sub)
     capacity_cli.register(sub)
     simulate_cli.register(sub, run_opts)
     lab_cli.register(sub)

@@ -1,14 +1,12 @@
-"""`twin compare`, `twin sweep`, `twin sensitivity`, `twin capacity`: the studies (studies/) on
-the command line. Every argument is checked before any simulation starts."""
+"""`twin compare`, `twin sweep`, `twin sensitivity`: the studies (studies/) on the command line
+(capacity: twin/capacity_cli.py). Every argument is checked before any simulation starts."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sim.spec import load_spec
@@ -39,14 +37,6 @@ def print_table(df, console: Console | None = None) -> None:
     console.print(table)
 
 
-def _progress(total: int, what: str):
-    bar = Progress(TextColumn(f"[bold]{what}"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total} designs"), TimeElapsedColumn(),
-                   transient=True, disable=not sys.stderr.isatty())
-    task = bar.add_task(what, total=total)
-    return bar, (lambda _result: bar.advance(task))
-
-
 def _study_specs(paths: list[str], args: argparse.Namespace):
     specs = []
     for p in paths:
@@ -74,7 +64,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if out:
             usage.check_writable(Path(out))
     specs = _study_specs(paths, args)
-    bar, tick = _progress(len(specs), "compare")
+    bar, tick = usage.progress_bar(len(specs), "compare")
     with bar:
         df = compare(specs, workers=args.workers, use_cache=not args.no_cache, on_done=tick)
     print_table(df)
@@ -104,7 +94,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         todo = designs(spec, grid, variants)  # every design validated before any runs
     except VariantError as err:
         raise usage.UsageError(str(err)) from None
-    bar, tick = _progress(len(todo), f"sweep {spec.meta.name}")
+    bar, tick = usage.progress_bar(len(todo), f"sweep {spec.meta.name}")
     with bar:
         df = sweep(spec, grid, variants, workers=args.workers, use_cache=not args.no_cache,
                    on_done=tick)
@@ -201,7 +191,6 @@ def register(sub, run_opts) -> None:
     se.add_argument("--csv", metavar="OUT")
     se.set_defaults(func=cmd_sensitivity)
 
-    register_review(sub)
 
 
 def _shared(p: argparse.ArgumentParser) -> None:
@@ -211,61 +200,3 @@ def _shared(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=usage.positive_int, help="processes (default: all cores)")
     p.add_argument("--csv", metavar="OUT")
     p.add_argument("--no-cache", action="store_true", help="run every design again")
-
-
-def cmd_review(args: argparse.Namespace) -> int:
-    from review.claims import load_claims
-    from review.engine import run_review
-    from review.render import html_report, markdown, print_table
-    from sim.plots import _availability
-    from studies.compare import forest_plot
-
-    path = Path(args.claims)
-    claims = load_claims(path)
-    for out in (args.markdown, args.html):
-        if out:
-            usage.check_writable(Path(out))
-    tops = [Path(args.topology)] if args.topology else [path.parent / claims.review.topology]
-    if args.recommended:
-        tops.append(Path(args.recommended))
-    from review.engine import check_paths
-
-    for t in tops:
-        check_paths(claims, path, load_spec(t), workers=args.workers)  # before any long run
-    sides, figures = [], []
-    for t in tops:
-        bar, tick = _progress(len(claims.claim), f"review {t.name}")
-        with bar:
-            spec, verdicts, table = run_review(claims, path, t, workers=args.workers, on_done=tick,
-                                               years=args.years, replications=args.replications)
-        name = "as written" if t == tops[0] else "as recommended"
-        print_table(f"{name}: {spec.meta.name} ({spec.simulation.years:g} years x "
-                    f"{spec.simulation.replications})", verdicts)
-        sides.append((f"{name} ({spec.meta.name})", verdicts))
-        from studies.evaluate import evaluate
-
-        summary = evaluate(spec, workers=args.workers, progress=False).summary
-        figures.append(lambda p, s=summary, n=spec.meta.name: _availability(s, p, n))
-        if table is not None and t == tops[0]:
-            figures.append(lambda p, df=table: forest_plot(df[df["metric"].isin(
-                ["service downtime", "client-weighted downtime", "sessions lost"])], p,
-                "each recommended change against the design as written (95 % CI)"))
-    if args.markdown:
-        usage.write_output(Path(args.markdown), markdown(sides))
-    if args.html:
-        usage.write_output(Path(args.html), html_report(sides, figures))
-    return 0
-
-
-def register_review(sub) -> None:
-    r = sub.add_parser("review", help="check every claim of an HA design document")
-    r.add_argument("claims", help="claims file (models/renata-claims.toml)")
-    r.add_argument("--topology", metavar="SPEC", help="the design as written (default: the "
-                   "claims file's [review] topology)")
-    r.add_argument("--recommended", metavar="SPEC", help="also review this design, side by side")
-    r.add_argument("--markdown", metavar="OUT")
-    r.add_argument("--html", metavar="OUT", help="one self-contained file, plots inlined")
-    r.add_argument("--workers", type=usage.positive_int)
-    r.add_argument("--years", type=usage.positive_float, help="per replication (default: the claims file's)")
-    r.add_argument("--replications", type=usage.positive_int)
-    r.set_defaults(func=cmd_review)

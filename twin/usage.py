@@ -111,3 +111,16 @@ def write_output(path: Path, text: str) -> None:
     except OSError as err:
         raise UsageError(f"{path}: cannot write ({err.strerror})") from None
     print(f"wrote {path}")
+
+
+def progress_bar(total: int, what: str):
+    """A bar over `total` designs on a terminal (none when stderr is not one), and its tick."""
+    import sys
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn(f"[bold]{what}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} designs"), TimeElapsedColumn(),
+                   transient=True, disable=not sys.stderr.isatty())
+    task = bar.add_task(what, total=total)
+    return bar, (lambda _result: bar.advance(task))
