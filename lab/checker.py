@@ -6,7 +6,7 @@ summary schema that calibration reads (lab/SCHEMA.md).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,7 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
 
     outages: list[float] = []
     never_back: list[str] = []
+    censored: list[float] = []  # outages still open at the run's end: disconnect to the end
     reconnects = present = 0
     for client, evs in events_by_client.items():
         evs.sort()
@@ -96,6 +97,8 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
                 seen_connect = True
         if down_since is not None:
             never_back.append(client)
+            if stop_t < float("inf"):
+                censored.append(stop_t - down_since)
 
     silent = _silent_streams(sent, acked, received, fault_start)
     acked_lost = sorted(k for k in acked if received.get(k, 0) == 0)
@@ -112,17 +115,21 @@ def check(records: list[dict[str, Any]]) -> dict[str, Any]:
         "delivery_latency_s": _pcts(latencies),
         "client_outage_s": _pcts(outages),
         "client_outages": [float(x) for x in outages],
+        "client_outages_censored": [float(x) for x in censored],
         "clients": {"seen": len(events_by_client), "disconnects": len(outages) + len(never_back),
                     "not_reconnected": sorted(never_back), "refused_connacks": refused},
         "sessions": {"reconnects": reconnects, "present": present,
                      "present_ratio": present / reconnects if reconnects else None},
-        "fault": {"start": fault_start, "end": fault_end},
+        "fault": {"start": fault_start, "end": fault_end,
+                  # fault start to the run's end: where an outage still open is censored
+                  "measured_s": stop_t - fault_start if fault_start is not None
+                  and stop_t < float("inf") else None},
         "valid": not silent,
         "invalid": [f"{p}: none of its {n} messages acknowledged more than {SILENT_MARGIN_S:.0f} s "
                     "before the fault arrived: its subscription never worked, so the run "
                     "measured the set-up, not the failover" for p, n in silent],
         **_by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles,
-                     role_changes, refusals),
+                     role_changes, refusals, stop_t),
     }
 
 
@@ -145,7 +152,7 @@ def _silent_streams(sent: dict[tuple[str, int], float], acked: set[tuple[str, in
 
 
 def _by_origin(events_by_client, attempts, lb_events, fault_start, target, placement, roles,
-               role_changes=(), refusals=None) -> dict[str, Any]:
+               role_changes=(), refusals=None, stop_t=float("inf")) -> dict[str, Any]:
     """What the model replays: the clients that were on the failed node (from the brokers' own
     placement at the fault), each one's first outage measured from its disconnect; everything
     else (clients of other nodes, second outages) is collateral. Plus attempt timings and the
@@ -159,6 +166,8 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
     failed_attempt: list[float] = []
     first_attempt: list[float] = []
     target_attempts: list[list] = []
+    censored_first: list[float] = []  # failed-node clients not back: disconnect to the run's end
+    censored_other: list[float] = []
     on_target_ids = {c: k for k, c in enumerate(sorted(c for c in events_by_client
                                                         if placement.get(c) == target))}
     for client, evs in events_by_client.items():
@@ -197,6 +206,9 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
                 (first if on_target and not counted else collateral).append(t - down_since)
                 counted = counted or on_target
                 down_since = None
+        if down_since is not None and stop_t < float("inf"):  # still out at the run's end
+            (censored_first if on_target and not counted else censored_other).append(
+                stop_t - down_since)
     lb_target = [(t - fault_start, st) for t, node, st in lb_events if node == target
                  and t >= fault_start]
     # roles the failed node led: when a survivor said it had a new leader (None: not seen)
@@ -209,6 +221,9 @@ def _by_origin(events_by_client, attempts, lb_events, fault_start, target, place
         "roles_elected_s": elected,
         "target_clients": sum(1 for node in placement.values() if node == target),
         "target_client_outages": [float(x) for x in first],
+        "target_censored_s": [float(x) for x in censored_first],
+        "collateral_censored_s": [float(x) for x in censored_other],
+        "placement_counts": dict(Counter(placement.values())),
         "collateral_outages": [float(x) for x in collateral],
         "detection_s": [float(x) for x in detection],
         "connack_latency_s": [float(x) for x in connack],

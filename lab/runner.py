@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lab.brokers import SESSION_STORE_ROLE, adapter, get_json
-from lab.checker import check
+from lab.brokers import SESSION_STORE_ROLE, get_json
 from lab.cluster import Lab, LabConfig, LabError
 from lab.faults import FaultGuard, heal, netem_available
 from lab.fleet import TIMER_PHASE, TIMER_TICK_S, Fleet
 from lab.history import HistoryWriter, read_history
+from lab.recheck import summary_of
 from lab.scenario import Scenario
 from lab.summary_schema import SCHEMA_VERSION
 
@@ -191,10 +191,7 @@ def run_once(lab: Lab, scenario: Scenario, out: Path, k: int,
         h.write("stop")
         fleet.stop()
         h.close()
-    summary = check(read_history(history_path))
-    summary["meta"] = {**meta, "target": target}
-    if summary.get("origin") is not None:  # broker-neutral, for calibration (lab/SCHEMA.md)
-        summary["origin"]["sessions"] = adapter(lab.config.broker).session_facts(summary["origin"], target)
+    summary = summary_of(read_history(history_path))  # the meta and target are in the history
     (out / f"{scenario.name}-{k}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

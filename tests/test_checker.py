@@ -123,3 +123,23 @@ def test_a_stream_that_never_delivered_before_the_fault_makes_the_run_invalid() 
     # with p1's first message delivered, the run is valid again
     h.append({"ev": "recv", "c": "r1-s0", "p": "r1-p1", "s": 0, "ts": 1.0, "t": 1.2, "dup": 0})
     assert check([*h, fault, {"ev": "stop", "t": 20.0}])["valid"] is True
+
+
+def test_an_outage_still_open_at_the_end_is_censored_there() -> None:
+    """s1 on the failed node never came back before the run stopped at 40 s: its outage is not
+    dropped but recorded as censored at 40 - 12 = 28 s; the placement at the fault is counted."""
+    h = [{"ev": "connect", "c": "r1-s0", "t": 0.0, "sp": False},
+         {"ev": "connect", "c": "r1-s1", "t": 0.0, "sp": False},
+         {"ev": "fault", "what": "pause", "target": "emqx-a3", "phase": "start", "t": 10.0,
+          "placement": {"r1-s0": "emqx-a3", "r1-s1": "emqx-a3"}},
+         {"ev": "disconnect", "c": "r1-s0", "t": 12.0},
+         {"ev": "disconnect", "c": "r1-s1", "t": 12.0},
+         {"ev": "attempt", "c": "r1-s0", "t": 13.0},
+         {"ev": "connect", "c": "r1-s0", "t": 20.0, "sp": False},
+         {"ev": "attempt", "c": "r1-s1", "t": 13.0},
+         {"ev": "stop", "t": 40.0}]
+    out = check(h)
+    o = out["origin"]
+    assert o["target_client_outages"] == [approx(8.0)] and o["target_censored_s"] == [approx(28.0)]
+    assert out["client_outages_censored"] == [approx(28.0)] and out["clients"]["not_reconnected"] == ["r1-s1"]
+    assert out["fault"]["measured_s"] == approx(30.0) and o["placement_counts"] == {"emqx-a3": 2}
