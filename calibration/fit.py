@@ -13,14 +13,19 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from calibration import censored as censored_stats
 from calibration.replay import replay
 from calibration.results import (
     LB_POLL_S,
     CalibrationError,
+    first_retry_s,
+    initial_counts,
     lb_down_at,
+    measured_s,
     mode_of,
     origin,
     owner_lost,
+    target_censored,
     target_outages,
 )
 from calibration.session_store import CLIENT_GAVE_UP, session_store
@@ -32,9 +37,14 @@ MIN_SAMPLES = 20
 MAX_FIT_KS = 0.1  # above this the best family is reported but the pools sample the data
 
 
-def fit_positive(x: np.ndarray) -> dict[str, Any]:
-    """Fit each family with location 0; choose the smallest KS statistic; report all."""
+def fit_positive(x: np.ndarray, censored: np.ndarray | None = None) -> dict[str, Any]:
+    """Fit each family with location 0; choose the smallest KS statistic; report all. Outages
+    still open at a run's end (`censored`) enter as right-censored: a censored likelihood
+    (scipy's CensoredData) for the families, Kaplan-Meier for the KS and the quantiles; levels
+    the Kaplan-Meier curve never reaches take the best family's quantile (`tail_from`)."""
     x = np.maximum(np.asarray(x, dtype=float), 1e-3)
+    if censored is not None and np.any(censored):
+        return _fit_censored(x, np.asarray(censored, bool))
     fits = {}
     for name, family in FAMILIES.items():
         params = family.fit(x, floc=0)
@@ -48,6 +58,28 @@ def fit_positive(x: np.ndarray) -> dict[str, Any]:
             "alternatives": fits, "samples": int(len(x)),
             "median": float(np.median(x)), "p95": float(np.percentile(x, 95)),
             "quantiles": [float(q) for q in np.quantile(x, QUANTILES)]}
+
+
+def _fit_censored(x: np.ndarray, cens: np.ndarray) -> dict[str, Any]:
+    data = stats.CensoredData(uncensored=x[~cens], right=x[cens])
+    km = censored_stats.km_cdf(x, cens)
+    seen = np.unique(x[x <= x[~cens].max()]) if (~cens).any() else np.unique(x)
+    fits = {}
+    for name, family in FAMILIES.items():
+        params = family.fit(data, floc=0)
+        gap = np.abs(km.evaluate(seen) - family.cdf(seen, *params))
+        fits[name] = {"params": [float(p) for p in params], "ks": float(gap.max())}
+    best = min(fits, key=lambda k: fits[k]["ks"])
+    top = float(km.probabilities.max())
+    tail = FAMILIES[best](*fits[best]["params"])
+    q = [float(km.quantiles[np.flatnonzero(km.probabilities >= lv - 1e-12)[0]]) if lv <= top
+         else float(max(tail.ppf(min(lv, 1 - 1e-9)), x.max())) for lv in QUANTILES]
+    pct = censored_stats.km_percentiles(x, cens)
+    return {"family": best, "params": fits[best]["params"], "ks": fits[best]["ks"],
+            "sampler": best if fits[best]["ks"] <= MAX_FIT_KS else "empirical",
+            "alternatives": fits, "samples": int(len(x)), "censored": int(cens.sum()),
+            "median": pct["p50"], "p95": pct["p95"], "quantiles": q,
+            "tail_from": best if top < 1.0 else None}
 
 
 def empirical(x: list[float] | np.ndarray) -> dict[str, Any] | None:
@@ -72,7 +104,7 @@ def calibrate(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
     modes = {}
     for mode, runs in sorted(by_mode.items()):
         outages = np.concatenate([target_outages(r) for r in runs])
-        if len(outages) < MIN_SAMPLES:
+        if len(outages) + sum(len(target_censored(r)) for r in runs) < MIN_SAMPLES:
             raise CalibrationError(f"{mode}: {len(outages)} client outages in {len(runs)} run(s); "
                                    f"at least {MIN_SAMPLES} are needed to fit (run --repeat more)")
         reconnects = sum(r["sessions"]["reconnects"] for r in runs)
@@ -154,7 +186,8 @@ def _loss_residual(runs: list[dict[str, Any]], fitted: dict[str, Any], reps: int
         return None
     rng = np.random.default_rng(0)
     own = [replay(r["meta"], {**fitted, "acknowledged_lost_residual_per_event": 0.0}, rng, reps,
-                  owner_lost(r), lb_down_at(r))["acknowledged_lost"]
+                  owner_lost(r), lb_down_at(r), initial_counts=initial_counts(r),
+                  horizon_s=measured_s(r), first_retry_s=first_retry_s(r))["acknowledged_lost"]
            for r in runs]
     return float(np.mean([r["messages"]["acknowledged_lost"] for r in runs]) - np.mean(own))
 
@@ -180,8 +213,10 @@ def _outage_fit(runs: list[dict[str, Any]], outages: np.ndarray, size: int = 200
     seed keeps the file reproducible. Otherwise the outages as measured."""
     lost = [owner_lost(r) for r in runs]
     if any(x is None for x in lost) or all(lost) or not any(lost):
-        return {**fit_positive(outages), "leader_lost_share": None}
-    per_run = [target_outages(r) for r in runs]
+        cens = np.concatenate([target_censored(r) for r in runs])
+        flags = np.arange(len(outages) + len(cens)) >= len(outages)
+        return {**fit_positive(np.concatenate([outages, cens]), flags), "leader_lost_share": None}
+    per_run = [target_outages(r) for r in runs]  # (reweighted draws: censored ones left out)
     share = 1.0 / float(np.mean([r["meta"].get("nodes", 3) for r in runs]))
     n_lost = sum(lost)
     weights = np.concatenate([np.full(len(x), (share / n_lost if was else (1 - share)
@@ -189,7 +224,9 @@ def _outage_fit(runs: list[dict[str, Any]], outages: np.ndarray, size: int = 200
                               for x, was in zip(per_run, lost, strict=True)])
     sample = np.random.default_rng(0).choice(np.concatenate(per_run), size=size,
                                              p=weights / weights.sum())
-    return {**fit_positive(sample), "samples": int(len(outages)), "leader_lost_share": share}
+    left_out = sum(len(target_censored(r)) for r in runs)  # said, not hidden
+    return {**fit_positive(sample), "samples": int(len(outages)), "leader_lost_share": share,
+            **({"censored_left_out": left_out} if left_out else {})}
 
 
 def _mechanism(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -206,7 +243,7 @@ def _mechanism(runs: list[dict[str, Any]]) -> dict[str, Any]:
         hung_attempts += [x for x in o.get("failed_attempt_s", []) if x >= CLIENT_GAVE_UP * wait]
         latency += o["connack_latency_s"]
         # The client's own overhead: how late its first attempt came after the back-off delay.
-        first_try = r["meta"]["clients"]["reconnect_min_s"]
+        first_try = first_retry_s(r) or r["meta"]["clients"]["reconnect_min_s"]
         overhead += [x - first_try for x in o.get("first_attempt_delay_s", [])]
     return {
         "runs_with_placement": len(origins),

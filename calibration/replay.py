@@ -14,6 +14,8 @@ from sim.calibration_file import draw, refuse_again_p, refuse_p, store_wait_s
 from sim.transient import Scenario, simulate
 
 REPLAYS = 200  # transient replications per lab run
+LAB_LB_SERVER_TIMEOUT_S = 90.0  # lab/lbconfig.py client_timeout_s, for summaries that omit it
+LAB_LB_CONNECT_HOLD_S = 20.0  # lab/lbconfig.py `timeout connect 5s` x (HAProxy's default retries 3 + 1)
 
 
 def replay_scenario(meta: dict[str, Any]) -> Scenario:
@@ -23,11 +25,16 @@ def replay_scenario(meta: dict[str, Any]) -> Scenario:
     c, lb, t = meta["clients"], meta["lb"], meta["timings"]
     undo_during = meta.get("undo", "during_run") == "during_run"
     return Scenario(
-        nodes=int(meta.get("nodes", 3)), failed=(0,), mode=mode,
+        # the failed node last: HAProxy shares ties among equal servers, the model gives them to
+        # the lowest index, so the dead node is not the one every tie favours
+        nodes=int(meta.get("nodes", 3)), failed=(int(meta.get("nodes", 3)) - 1,), mode=mode,
         clients=c["subscribers"] + c["publishers"], unreachable=unreachable,
         return_after_s=t["fault_s"] if undo_during else float("inf"),
         algorithm=lb["algorithm"], probe_protocol=lb["probe"], probe_interval_s=lb["interval_s"],
         probe_threshold=lb["fall"], on_down=lb["on_down"],
+        # HAProxy holds a connection the client left on a hung server until `timeout server`
+        lb_holds_closed_s=float(lb.get("client_timeout_s", LAB_LB_SERVER_TIMEOUT_S)),
+        lb_connect_hold_s=LAB_LB_CONNECT_HOLD_S,
         # HAProxy without `timeout check` (lab/lbconfig.py) gives a check `inter` to be answered
         probe_timeout_s=lb["interval_s"],
         keepalive_s=c["keepalive_s"],
@@ -95,18 +102,26 @@ def refused_share(r: dict[str, Any], released: float | None) -> float | None:
 def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generator,
            reps: int = REPLAYS, lost_leader: bool | None = None,
            lb_down_at_s: float | None = None, released_at_s: float | None = None,
-           refused_share: float | None = None) -> dict[str, Any]:
+           refused_share: float | None = None, initial_counts: tuple[int, ...] | None = None,
+           horizon_s: float | None = None, first_retry_s: float | None = None) -> dict[str, Any]:
     """Replay one lab run `reps` times: the failed node's clients' outages from their
     disconnect (as the lab measures them), sessions present, expected loss. The run's state at
-    the fault is given, not redrawn: whether the failed node led the session store, and when the
-    LB took it out (its check's phase against the fault: whether a crash's first retry finds the
-    dead node still in rotation)."""
+    the fault is given, not redrawn: whether the failed node led the session store, when the LB
+    took it out (its check's phase against the fault), where the clients' back-off started (their
+    first retry) and how the clients were spread over the nodes (under least connections,
+    whether a crash's first retry finds an emptier survivor or the dead node). A replay ends
+    where the run did (`horizon_s`): an outage still open then is censored there, as the lab's
+    was (`censored`)."""
     mech = fitted["mechanism"]
-    sc = replace(replay_scenario(meta), lb_down_at_s=lb_down_at_s)
+    sc = replay_scenario(meta)
+    counts = initial_counts if initial_counts is not None and sum(initial_counts) == sc.clients \
+        else None
+    sc = replace(sc, lb_down_at_s=lb_down_at_s, initial_counts=counts, horizon_s=horizon_s,
+                 initial_s=first_retry_s or sc.initial_s)
     store = mech.get("session_store") or {"down_s": {}, "wait_s": 0.0}
     windows = [released_at_s] if released_at_s is not None else \
         store.get("release_pooled_s") or _windows_for(store["down_s"], lost_leader)
-    outages, present, lost, dup = [], [], [], []
+    outages, censored, present, lost, dup = [], [], [], [], []
     for _ in range(reps):
         w = float(rng.choice(windows)) if windows else 0.0
         r = simulate(replace(sc, session_store_down_s=w, session_store_wait_s=store_wait_s(store),
@@ -120,12 +135,19 @@ def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generato
         per_try = draw(mech["reconnect_overhead_s"], int(r.tries.sum()), rng)
         overhead = np.add.reduceat(per_try, np.cumsum(r.tries) - r.tries) if n else np.zeros(0)
         x = r.outage_s - r.notice_s + overhead + draw(mech["connack_latency_s"], n, rng)
+        if horizon_s is not None:  # back after the run's end, as the lab would have seen it
+            out = r.censored | (r.notice_s + x > horizon_s)
+            x = np.where(out, horizon_s - r.notice_s, x)
+            censored.append(out)
         outages.append(x)
         n_sub = int(round(n * sc.subscriber_fraction))
         present.append(r.session_present[:n_sub])
         lost.append(r.qos1_lost)
         dup.append(r.duplicates)
-    return {"outages": np.concatenate(outages), "present_ratio": float(np.concatenate(present).mean()),
+    all_out = np.concatenate(outages)
+    return {"outages": all_out,
+            "censored": np.concatenate(censored) if censored else np.zeros(len(all_out), bool),
+            "present_ratio": float(np.concatenate(present).mean()),
             "acknowledged_lost": float(np.mean(lost)) + (
                 fitted["acknowledged_lost_per_event"]
                 if fitted.get("acknowledged_lost_residual_per_event") is None

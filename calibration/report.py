@@ -8,8 +8,23 @@ from typing import Any
 from calibration.validate import meets_targets
 
 
-def _pct_cell(r: dict[str, Any], k: str) -> str:
-    return f"{r['lab'][k]:.2f} / {r['sim'][k]:.2f} ({r['rel_error'][k] * 100:+.0f} %)"
+def pct_cell(r: dict[str, Any], k: str, sep: str = " / ", pc: str = " %") -> str:
+    """lab / twin (relative error); a percentile beyond the run's end (censored) shows as such."""
+    def v(x: float | None) -> str:
+        return "beyond the run" if x is None else f"{x:.2f}"
+
+    err = r["rel_error"][k]
+    return f"{v(r['lab'][k])}{sep}{v(r['sim'][k])}" + ("" if err is None else f" ({err * 100:+.0f}{pc})")
+
+
+def censored_cell(r: dict[str, Any]) -> str:
+    """The share of outages still open at the run's end, lab / twin ('' when none on either)."""
+    c = r.get("censored")
+    return f"{c['lab'] * 100:.0f} / {c['sim'] * 100:.0f} %" if c else ""
+
+
+def _shift(r: dict[str, Any]) -> str:
+    return "-" if r["wasserstein_s"] is None else f"{r['wasserstein_s']:.3f}"
 
 
 def ks_spread(m: dict[str, Any]) -> str:
@@ -40,13 +55,13 @@ def markdown_tables(calibration: dict[str, Any], report: dict[str, Any]) -> str:
     for r in report["runs"]:
         sp, al, co = r["session_present"], r["acknowledged_lost"], r["collateral_outages"]
         out.append(f"| {Path(r['run']).stem} | {r['mode']} | {r['samples']['lab']} "
-                   f"| {_pct_cell(r, 'p50')} | {_pct_cell(r, 'p95')} | {_pct_cell(r, 'p99')} "
-                   f"| {r['ks_distance']:.3f} | {r['wasserstein_s']:.3f} | {sp['lab']} / {sp['sim']:.2f} "
+                   f"| {pct_cell(r, 'p50')} | {pct_cell(r, 'p95')} | {pct_cell(r, 'p99')} "
+                   f"| {r['ks_distance']:.3f} | {_shift(r)} | {sp['lab']} / {sp['sim']:.2f} "
                    f"| {al['lab']} / {al['sim']} "
                    f"| {co['lab']} / {co['sim']} | {'yes' if meets_targets(r, ks=None) else 'NO'} |")
     for mode, m in report["modes"].items():
         out.append(f"| **all held-out ({m['runs']})** | {mode} | {m['samples']['lab']} "
-                   f"| {_pct_cell(m, 'p50')} | {_pct_cell(m, 'p95')} | {_pct_cell(m, 'p99')} "
-                   f"| {m['ks_distance']:.3f}{ks_spread(m)} | {m['wasserstein_s']:.3f} | | | "
+                   f"| {pct_cell(m, 'p50')} | {pct_cell(m, 'p95')} | {pct_cell(m, 'p99')} "
+                   f"| {m['ks_distance']:.3f}{ks_spread(m)} | {_shift(m)} | | | "
                    f"| {'yes' if meets_targets(m) else 'NO'} |")
     return "\n".join(out)

@@ -99,3 +99,51 @@ def lb_down_at(r: dict[str, Any]) -> float | None:
         return None
     reset = [d for d in o["detection_s"] if seen - LB_POLL_S <= d <= seen]
     return float(np.median(reset)) if reset else seen - LB_POLL_S / 2
+
+
+def target_censored(r: dict[str, Any]) -> np.ndarray:
+    """The failed node's clients still out at the run's end: disconnect to the end (right-censored
+    outages; none in a version 1 summary, which did not record them)."""
+    o = origin(r)
+    return np.asarray((o or {}).get("target_censored_s") or [], float)
+
+
+def measured_s(r: dict[str, Any]) -> float | None:
+    """Seconds from the fault to the run's end: what the lab could see. Version 1 summaries: from
+    the scenario's timings (the runner's sleeps; its own overhead, ~0.1 s, uncounted)."""
+    m = (r.get("fault") or {}).get("measured_s")
+    if m is not None:
+        return float(m)
+    t = r["meta"].get("timings")
+    if not t:
+        return None
+    during = r["meta"].get("undo", "during_run") == "during_run"
+    return float(t["fault_s"] + (t["recover_s"] if during else 0.0) + t["drain_s"])
+
+
+def initial_counts(r: dict[str, Any]) -> tuple[int, ...] | None:
+    """Clients per node when the fault struck: the survivors in name order (absent from the
+    placement: none), then the failed node (the replay's last); None where the summary does not
+    say."""
+    o = origin(r)
+    counts = (o or {}).get("placement_counts")
+    if counts is None:
+        return None
+    target = str(r["meta"].get("target"))
+    others = [counts[n] for n in sorted(counts) if n != target]
+    nodes = int(r["meta"].get("nodes", 3))
+    return (*others, *[0] * (nodes - 1 - len(others)), int(counts.get(target, 0)))
+
+
+def first_retry_s(r: dict[str, Any]) -> float | None:
+    """Where the run's clients' back-off ladder started: `reconnect_min_s` doubled as often as
+    their first attempts say (median disconnect-to-first-attempt). The lab's fleet schedules a
+    loss its own keepalive noticed twice (first retry after 2 x min); one the broker or LB reset
+    once. None where the run does not say."""
+    o = origin(r)
+    delays = (o or {}).get("first_attempt_delay_s") or []
+    if not delays:
+        return None
+    low = float(r["meta"]["clients"]["reconnect_min_s"])
+    doublings = max(0, int(np.round(np.log2(max(float(np.median(delays)), low) / low))))
+    return low * 2.0 ** doublings

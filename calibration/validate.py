@@ -8,14 +8,19 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from calibration import censored
 from calibration.replay import REPLAYS, refused_share, released_at, replay
 from calibration.results import (
     NOT_REPLAYED,
     CalibrationError,
+    first_retry_s,
+    initial_counts,
     lb_down_at,
+    measured_s,
     mode_of,
     origin,
     owner_lost,
+    target_censored,
     target_outages,
 )
 from calibration.session_store import ROLES_POLL_S
@@ -40,7 +45,8 @@ def _compare(lab: np.ndarray, sim: np.ndarray) -> dict[str, Any]:
 
 
 def ks_over_runs(lab: list[np.ndarray], sim: list[np.ndarray], seed: int = 1,
-                 draws: int = 400, bar: float = KS_BAR) -> dict[str, Any] | None:
+                 draws: int = 400, bar: float = KS_BAR, lab_cens: list[np.ndarray] | None = None,
+                 sim_cens: list[np.ndarray] | None = None) -> dict[str, Any] | None:
     """How much the pooled KS owes to which runs were held out: the pooled KS of random halves of
     the held-out runs (drawn without replacement, each run with its own replay). A run's outages
     share its LB decision, store window and CONNACK latency, so runs, not clients, are the
@@ -50,21 +56,32 @@ def ks_over_runs(lab: list[np.ndarray], sim: list[np.ndarray], seed: int = 1,
         return None
     k = n // 2
     rng = np.random.default_rng(seed)
-    ks = np.array([stats.ks_2samp(np.concatenate([lab[i] for i in pick]),
-                                  np.concatenate([sim[i] for i in pick])).statistic
-                   for pick in (rng.choice(n, k, replace=False) for _ in range(draws))])
+    if lab_cens is not None and sim_cens is not None and censored.any_censored(*lab_cens, *sim_cens):
+        def cat(x: list[np.ndarray], pick) -> np.ndarray:
+            return np.concatenate([x[i] for i in pick])
+
+        ks = np.array([censored.km_ks(cat(lab, pick), cat(lab_cens, pick), cat(sim, pick),
+                                      cat(sim_cens, pick))
+                       for pick in (rng.choice(n, k, replace=False) for _ in range(draws))])
+    else:
+        ks = np.array([stats.ks_2samp(np.concatenate([lab[i] for i in pick]),
+                                      np.concatenate([sim[i] for i in pick])).statistic
+                       for pick in (rng.choice(n, k, replace=False) for _ in range(draws))])
     return {"runs": k, "range90": [float(np.percentile(ks, 5)), float(np.percentile(ks, 95))],
             "bar": bar, "below_bar": float(np.mean(ks < bar)), "draws": draws}
 
 
 def rel_error_over_runs(lab: list[np.ndarray], sim: list[np.ndarray], seed: int = 1,
-                        draws: int = 1000) -> dict[str, list[float]] | None:
+                        draws: int = 1000, lab_cens: list[np.ndarray] | None = None,
+                        sim_cens: list[np.ndarray] | None = None) -> dict[str, list[float]] | None:
     """The pooled p50/p95 relative error's 95 % interval when the held-out runs are resampled
     with replacement (each run with its own replay): runs, not clients, are the independent
     samples, and where a run's outages sit in one of two modes (a crash's first retry finds the
     dead node or not) the pooled median jumps with the mix of runs."""
     if len(lab) < 2:
         return None
+    if lab_cens is not None and sim_cens is not None and censored.any_censored(*lab_cens, *sim_cens):
+        return None  # Kaplan-Meier percentiles may lie beyond a resample's end: not resampled
     rng = np.random.default_rng(seed)
     errs: dict[str, list[float]] = {"p50": [], "p95": []}
     for _ in range(draws):
@@ -97,15 +114,20 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
         mode = mode_of(r)
         fitted = calibration["modes"].get(mode) if mode else None
         lab = target_outages(r)
-        if fitted is None or len(lab) == 0:
+        lab_c = target_censored(r)  # still out at the run's end
+        if fitted is None or len(lab) + len(lab_c) == 0:
             why = NOT_REPLAYED.get(meta["fault"], f"no calibration for mode {mode}" if mode
                                    else "not a node fault")
             skipped.append({"run": meta["source_file"], "why": why if len(lab) else "no outages"})
             continue
         released = released_at(r)
         refused = refused_share(r, released)
-        sim = replay(meta, fitted, rng, reps, owner_lost(r),
-                     lb_down_at(r), released, refused)
+        sim = replay(meta, fitted, rng, reps, owner_lost(r), lb_down_at(r), released, refused,
+                     initial_counts(r), measured_s(r), first_retry_s(r))
+        lab_all = np.concatenate([lab, lab_c])
+        lab_mask = np.arange(len(lab_all)) >= len(lab)
+        compared = censored.compare(lab_all, lab_mask, sim["outages"], sim["censored"]) \
+            if censored.any_censored(lab_mask, sim["censored"]) else _compare(lab, sim["outages"])
         o = origin(r)
         coll = fitted["collateral"]
         others = (meta["clients"]["subscribers"] + meta["clients"]["publishers"]
@@ -113,7 +135,7 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
         row = {
             "run": meta["source_file"], "mode": mode, "target": meta.get("target"),
             "placement_known": o is not None,
-            **_compare(lab, sim["outages"]),
+            **compared,
             "session_present": {"lab": r["sessions"]["present_ratio"], "sim": sim["present_ratio"]},
             "acknowledged_lost": {"lab": r["messages"]["acknowledged_lost"],
                                   "sim": int(round(sim["acknowledged_lost"]))},
@@ -122,36 +144,75 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
                                    "sim": round(coll["outages_per_other_client"] * others, 1)},
             "lab_outages": lab.tolist(),
         }
+        if len(lab_c):
+            row["lab_censored_s"] = lab_c.tolist()
+        key = regime(r, results)
+        if key != mode:
+            row["regime"] = key
         runs.append(row)
-        p = pooled.setdefault(mode, {"lab": [], "sim": [], "runs": [], "released": [],
-                                     "refused": []})
+        p = pooled.setdefault(key, {"lab": [], "sim": [], "runs": [], "released": [],
+                                                   "refused": [], "lab_c": [], "sim_c": [],
+                                                   "mode": mode})
         if released is not None:
             p["released"].append(released)
         if refused is not None:
             p["refused"].append(refused)
-        p["lab"].append(lab)
+        p["lab"].append(lab_all)
+        p["lab_c"].append(lab_mask)
         p["sim"].append(sim["outages"])
+        p["sim_c"].append(sim["censored"])
         p["runs"].append(meta["source_file"])
     if not runs:
         raise CalibrationError("no run matches a calibrated failure mode")
-    by_mode = {mode: {"runs": len(p["runs"]),
-                      **_compare(np.concatenate(p["lab"]), np.concatenate(p["sim"])),
-                      "ks_half_of_runs": ks_over_runs(p["lab"], p["sim"], seed),
-                      "rel_error_runs95": rel_error_over_runs(p["lab"], p["sim"], seed),
-                      "sim_outages": np.concatenate(p["sim"]).tolist(),
-                      "release_s": _release_check(p["released"], calibration["modes"][mode],
-                                                  mode in ("hang", "partition")),
-                      "refused_share": _share_check(p["refused"], calibration["modes"][mode])}
-               for mode, p in sorted(pooled.items())}
+    by_mode = {key: {"runs": len(p["runs"]),
+                     **_pooled_compare(p),
+                     "ks_half_of_runs": ks_over_runs(p["lab"], p["sim"], seed, lab_cens=p["lab_c"],
+                                                     sim_cens=p["sim_c"]),
+                     "rel_error_runs95": rel_error_over_runs(p["lab"], p["sim"], seed,
+                                                             lab_cens=p["lab_c"], sim_cens=p["sim_c"]),
+                     "sim_outages": np.concatenate(p["sim"]).tolist(),
+                     **_censored_at(p),
+                     "release_s": _release_check(p["released"], calibration["modes"][p["mode"]],
+                                                 p["mode"] in ("hang", "partition")),
+                     "refused_share": _share_check(p["refused"], calibration["modes"][p["mode"]])}
+               for key, p in sorted(pooled.items())}
     return {"runs": runs, "modes": by_mode, "skipped": skipped,
             "calibration": calibration.get("name"), "seed": seed, "replays_per_run": reps}
+
+
+def regime(r: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """What a run is pooled with: its failure mode, and the LB (algorithm, probe) where the runs
+    of that mode differ in it: under least connections or a 5-tuple hash a hang is not the same
+    experiment."""
+    mode = mode_of(r)
+
+    def lb(x: dict[str, Any]) -> tuple[str, str]:
+        return x["meta"]["lb"]["algorithm"], x["meta"]["lb"]["probe"]
+
+    if len({lb(x) for x in results if mode_of(x) == mode}) < 2:
+        return str(mode)
+    algorithm, probe = lb(r)
+    return f"{mode}, {algorithm}, {probe} probe"
+
+
+def _censored_at(p: dict[str, list]) -> dict[str, list[int]]:
+    """Which of the pooled twin outages were still open at their run's end (absent: none)."""
+    at = np.flatnonzero(np.concatenate(p["sim_c"]))
+    return {"sim_censored_at": at.tolist()} if len(at) else {}
+
+
+def _pooled_compare(p: dict[str, list]) -> dict[str, Any]:
+    lab, sim = np.concatenate(p["lab"]), np.concatenate(p["sim"])
+    lab_c, sim_c = np.concatenate(p["lab_c"]), np.concatenate(p["sim_c"])
+    return censored.compare(lab, lab_c, sim, sim_c) if censored.any_censored(lab_c, sim_c) \
+        else _compare(lab, sim)
 
 
 def meets_targets(row: dict[str, Any], rel: float = 0.15, ks: float | None = KS_BAR) -> bool:
     """Issue #5's bar: median and p95 within 15 %, KS distance below 0.2. `ks=None` for one run:
     its 20 or so clients time out together on the same LB decision and store window, and the KS
     of 20 samples has a 5 % critical value of 0.30, so the KS bar applies to runs pooled."""
-    return (abs(row["rel_error"]["p50"]) <= rel and abs(row["rel_error"]["p95"]) <= rel
+    return (censored.percentile_met(row, "p50", rel) and censored.percentile_met(row, "p95", rel)
             and (ks is None or row["ks_distance"] < ks))
 
 

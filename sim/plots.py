@@ -176,32 +176,3 @@ def _failover_cdf(summary, results, path: Path, name: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def validation_figure(report: dict[str, Any]):
-    """Lab vs twin: the empirical CDF of client outage per failure mode (held-out runs pooled)."""
-    modes = report["modes"]
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.8 * len(modes), 3.6), squeeze=False)
-    lab_by_mode: dict[str, list[float]] = {}
-    for row in report["runs"]:
-        lab_by_mode.setdefault(row["mode"], []).extend(row["lab_outages"])
-    for ax, (mode, m) in zip(axes[0], modes.items(), strict=True):
-        for label, x, style in (("lab", lab_by_mode[mode], "-"), ("twin", m["sim_outages"], "--")):
-            xs = np.sort(np.asarray(x))
-            ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), style, where="post",
-                    label=f"{label} (n={len(xs)})")
-        ax.set_title(f"{mode}: KS {m['ks_distance']:.3f}, {m['runs']} held-out run(s)")
-        ax.set_xlabel("client outage, disconnect to CONNACK (s)")
-        ax.set_ylabel("fraction of clients")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
-def validation_cdfs(report: dict[str, Any], path: Path) -> Path:
-    fig = validation_figure(report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.client_timers import backoff, client_timeouts
 from sim.lb_choice import choose, initial_sticky
 from sim.reconnect_calendar import ATTEMPT, RELEASE, Calendar, admit
 
@@ -97,6 +98,15 @@ class Scenario:
     session_store_release_drop_p: float = 0.0
     timer_tick_s: float = 0.0  # the client checks its timers this often: a timeout fires up to a tick late
     lb_down_at_s: float | None = None  # when the LB took the failed nodes out, if measured (a lab replay)
+    # How long the LB still counts a connection its client left on a silent failed node (a hung
+    # server never closes its side: HAProxy holds it to `timeout server`, 90 s in the lab).
+    lb_holds_closed_s: float = 0.0
+    # ... and keeps connecting an attempt to a vanished node after its client left (HAProxy
+    # without abortonclose: (retries + 1) x `timeout connect`, 20 s in the lab).
+    lb_connect_hold_s: float = 0.0
+    initial_counts: tuple[int, ...] | None = None  # per node at the fault (None: the LB's spread)
+    # Stop here (a lab run's end): clients not back are censored at it (None: HORIZON_CAP_S).
+    horizon_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -122,24 +132,11 @@ class TransientResult:
     notice_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # per affected client
     tries: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # attempts, per client
     lb_down_s: float = float("inf")  # when the LB took the failed node out (inf: never)
+    censored: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # per affected
+    # client: not back by the scenario's horizon_s (its outage_s is the horizon then)
 
 
 # ---------------------------------------------------------------------------- shared pieces
-
-
-def client_timeouts(sc: Scenario, n: int, rng: np.random.Generator,
-                    on_tick: np.ndarray | None = None) -> np.ndarray:
-    """When each of n attempts gives up on its CONNACK: the timer fires at the client's first
-    timer check after `connect_timeout_s`, at a phase of its own. An attempt that the client's
-    own timer started (its back-off after a timeout it noticed on a tick) starts on a tick, and
-    its timeout falls on one: it fires a whole tick late (the check at exactly the timeout finds
-    it not yet passed; the lab measured 5.25 s for those, 5.0-5.25 s for first attempts)."""
-    if not sc.timer_tick_s:
-        return np.full(n, sc.connect_timeout_s)
-    lag = rng.uniform(0.0, sc.timer_tick_s, n)
-    if on_tick is not None:
-        lag = np.where(on_tick, sc.timer_tick_s, lag)
-    return sc.connect_timeout_s + lag
 
 
 def _again(sc: Scenario) -> float:
@@ -151,6 +148,8 @@ def initial_placement(sc: Scenario, rng: np.random.Generator) -> tuple[np.ndarra
     """(node, site) of every client of the region before the failure."""
     up = np.array([i for i in range(sc.nodes) if i not in sc.down_before])
     site = np.arange(sc.clients) % sc.sites
+    if sc.initial_counts is not None:
+        return np.repeat(np.arange(len(sc.initial_counts)), sc.initial_counts), site
     if sc.algorithm == "source_ip" and sc.persistence == "none":
         return up[site_hash(sc.sites)[site] % len(up)], site
     if sc.persistence == "client_ip":  # sites were spread by the first choice, then stuck
@@ -183,6 +182,16 @@ def detection_times(sc: Scenario, n: int, rng: np.random.Generator, lb_down_s: n
     return d
 
 
+def noticed_on_tick(sc: Scenario, detect: np.ndarray, lb_down_s: np.ndarray) -> np.ndarray:
+    """Which clients noticed the loss by their own keepalive timer (on one of its ticks, so their
+    first attempt's timeout fires a whole tick late, see client_timeouts), not by a reset."""
+    if sc.mode in REFUSING or not sc.timer_tick_s:
+        return np.zeros(len(detect), dtype=bool)
+    if sc.on_down != "reset" or not len(lb_down_s):
+        return np.ones(len(detect), dtype=bool)
+    return detect < lb_down_s.min()
+
+
 def lb_down_times(sc: Scenario, rng: np.random.Generator) -> np.ndarray:
     """When the LB stops routing to each failed node (inf if its probe keeps passing)."""
     if sc.lb_down_at_s is not None:
@@ -193,19 +202,6 @@ def lb_down_times(sc: Scenario, rng: np.random.Generator) -> np.ndarray:
     if attempts_time_out(sc):
         t = t + sc.probe_timeout_s
     return np.full(len(sc.failed), np.inf) if passes else t
-
-
-def backoff(sc: Scenario, attempt: np.ndarray, prev: np.ndarray, rng: np.random.Generator
-            ) -> np.ndarray:
-    """Delay before attempt number `attempt` (0 = first reconnect)."""
-    base = np.minimum(sc.initial_s * sc.multiplier ** np.minimum(attempt, 64), sc.max_s)
-    if sc.jitter == "none":
-        return base
-    if sc.jitter == "full":
-        return rng.uniform(0, base)
-    if sc.jitter == "equal":
-        return base / 2 + rng.uniform(0, base / 2)
-    return np.minimum(sc.max_s, rng.uniform(sc.initial_s, np.maximum(3 * prev, sc.initial_s)))
 
 
 def session_survival(sc: Scenario, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -294,15 +290,20 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     refuse_now = not attempts_time_out(sc)
     held_once = np.zeros(n, dtype=bool)  # a survivor has held one of this client's CONNECTs
     was_refused = np.zeros(n, dtype=bool)  # ... and refused the last one
-    on_tick = np.zeros(n, dtype=bool)  # the client's last attempt ended by its own timer
+    on_tick = noticed_on_tick(sc, detect, lb_down)  # the client's last attempt ended by its own timer
 
     calendar = Calendar()
     calendar.push(next_a, np.arange(n), np.full(n, ATTEMPT, dtype=np.int8))
+    hold = sc.lb_holds_closed_s if sc.mode in SILENT else 0.0  # a crashed server's side closes
+    if hold:  # the LB still counts the failed node's connections after their clients left
+        np.add.at(pending, orig, 1)
+        calendar.push(detect + hold, orig, np.full(n, RELEASE, dtype=np.int8))
+    horizon = HORIZON_CAP_S if sc.horizon_s is None else min(sc.horizon_s, HORIZON_CAP_S)
     arrivals_node: list[np.ndarray] = []
     arrivals_t: list[np.ndarray] = []
     attempts = 0
     for t0, idx, a in calendar.steps(pending):
-        if t0 > HORIZON_CAP_S:
+        if t0 > horizon:
             break
         healthy = ~absent & (~is_failed | (t0 >= sc.return_after_s))
         in_rotation = ~absent & (healthy | (t0 < lb_down_of))
@@ -366,22 +367,29 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
             holding = failed_now[(chosen[failed_now] >= 0) & (fail_t[failed_now] > a[failed_now])]
             if len(holding):
                 np.add.at(pending, chosen[holding], 1)
+            # ... and on a silent failed node the LB holds it past the client's giving up
+            to_failed = is_failed[chosen[holding]]
+            released_at = fail_t[holding] + np.where(to_failed, hold, 0.0)
+            if sc.lb_connect_hold_s and sc.mode not in SILENT:  # its address gone: never connects
+                released_at = np.where(to_failed, np.maximum(released_at, a[holding] + sc.lb_connect_hold_s),
+                                       released_at)
             on_tick[who] = np.abs(fail_t[failed_now] - a[failed_now] - timeout[failed_now]) < 1e-9
             attempt[who] += 1
             d = backoff(sc, attempt[who], prev[who], rng)
             prev[who] = d
             next_a[who] = fail_t[failed_now] + d
             # one filing for both (releases first within a second, as two filings would be)
-            calendar.push(np.concatenate((fail_t[holding], next_a[who])),
+            calendar.push(np.concatenate((released_at, next_a[who])),
                           np.concatenate((chosen[holding], who)),
                           np.concatenate((np.full(len(holding), RELEASE, dtype=np.int8),
                                           np.full(len(who), ATTEMPT, dtype=np.int8))))
-    never = np.isnan(outage)
-    outage[never] = HORIZON_CAP_S
+    never = np.isnan(outage) | (outage > horizon)
+    outage[never] = horizon if sc.horizon_s is not None else HORIZON_CAP_S
     all_nodes = np.concatenate(arrivals_node) if arrivals_node else np.empty(0, int)
     all_t = np.concatenate(arrivals_t) if arrivals_t else np.empty(0)
     keep = all_nodes >= 0
     result = finish(sc, outage, final, orig, counts, all_nodes[keep], all_t[keep], rng, attempts,
                     rate, np.bincount(node_of, minlength=sc.nodes), detect, attempt + 1)
     result.lb_down_s = float(lb_down.min()) if len(lb_down) else float("inf")
+    result.censored = never if sc.horizon_s is not None else np.zeros(n, dtype=bool)
     return result

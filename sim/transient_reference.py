@@ -9,17 +9,18 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
+from sim.client_timers import client_timeouts
 from sim.lb_choice import initial_sticky
 from sim.transient import (
     Scenario,
     TransientResult,
     _again,
     attempts_time_out,
-    client_timeouts,
     detection_times,
     finish,
     initial_placement,
     lb_down_times,
+    noticed_on_tick,
     site_hash,
 )
 
@@ -46,6 +47,7 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
     pending = np.zeros(sc.nodes, dtype=np.int64)
     lb_down = dict(zip(sc.failed, lb_down_times(sc, rng), strict=True))
     detect = detection_times(sc, n, rng, np.array(list(lb_down.values())))
+    first_on_tick = noticed_on_tick(sc, detect, np.array(list(lb_down.values())))
     next_free = np.zeros(sc.nodes)
     sticky = initial_sticky(sc)
     hashes = site_hash(sc.sites)
@@ -83,7 +85,9 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
     def client(i: int):
         yield env.timeout(detect[i])
         attempt, prev = 0, sc.initial_s
-        on_tick = False  # the last attempt ended by the client's own timer (client_timeouts)
+        # the last attempt ended by the client's own timer (client_timeouts); at first: the
+        # client's timer noticed the loss
+        on_tick = bool(first_on_tick[i])
         while True:
             prev = _backoff_one(sc, attempt, prev, rng)
             yield env.timeout(prev)

@@ -209,3 +209,54 @@ def test_clients_back_on_a_step_boundary_take_one_step(monkeypatch) -> None:
     r = simulate(sc, np.random.default_rng(1))
     assert len(sizes) <= 12 and max(sizes) == 2000
     assert np.all(r.outage_s == 367.0)
+
+
+HUNG = dict(nodes=3, failed=(0,), mode="hang", clients=60, algorithm="least_connections",
+            probe_protocol="tcp", probe_interval_s=5, keepalive_s=5, connect_timeout_s=5,
+            initial_s=1, max_s=8, session_store_down_s=20.0, session_store_wait_s=float("inf"))
+
+
+def test_a_transient_that_cannot_end_is_cut_at_its_horizon_and_censored() -> None:
+    """A hang the TCP probe never sees: every retry goes to the hung node (it has the fewest
+    connections once its clients left). Cut at 50 s, all 20 clients are censored there."""
+    r = simulate(Scenario(**HUNG, horizon_s=50.0), np.random.default_rng(1))
+    assert r.censored.all() and np.all(r.outage_s == 50.0) and len(r.outage_s) == 20
+
+
+def test_least_connections_counting_the_hung_nodes_held_connections_sends_retries_elsewhere() -> None:
+    """HAProxy keeps counting the connections its clients left on a hung server (no FIN comes
+    back) until `timeout server`: retries go to the survivors, and everyone is back once the
+    survivors may take the sessions over (20 s), long before the 50 s horizon."""
+    r = simulate(Scenario(**HUNG, horizon_s=50.0, lb_holds_closed_s=90.0), np.random.default_rng(1))
+    assert not r.censored.any() and np.all(r.final_node != 0)
+    assert np.all(r.outage_s > 20.0)
+
+
+def test_a_crash_retry_finds_an_empty_survivor_as_the_placement_says() -> None:
+    """Least connections, the dead node out of rotation only at 8 s: with 20/20/20 every first
+    retry (1 s) goes to the dead node (0 connections, the fewest); with the dead node and one
+    survivor holding 30 each and the other none, the retries alternate between the two empty
+    nodes (an attempt pending at the dead node counts): half are back at once, as in the lab."""
+    crash = dict(nodes=3, failed=(0,), mode="crash", clients=60, unreachable=True,
+                 probe_protocol="tcp", probe_interval_s=5, keepalive_s=5, connect_timeout_s=5,
+                 initial_s=1, max_s=8, lb_down_at_s=8.0)
+    even = simulate(Scenario(**crash), np.random.default_rng(2))
+    uneven = simulate(Scenario(**crash, initial_counts=(30, 30, 0)), np.random.default_rng(2))
+    assert np.mean(even.outage_s < 2) == 0.0
+    assert np.mean(uneven.outage_s < 2) == 0.5 and len(uneven.outage_s) == 30
+
+
+def test_the_lb_trying_to_connect_to_a_vanished_node_keeps_it_loaded() -> None:
+    """A retry at 8 s, before the LB takes the dead node out (8.5 s): if the LB dropped the
+    first retries' connects when their clients gave up (6 s), the dead node has the fewest
+    connections again and takes every second retry too (back at 17 s); HAProxy goes on trying
+    to connect for 20 s, so the dead node counts as loaded as the survivors and the second
+    retries share the three nodes: two thirds back at 8 s, as in the lab (p50 8.2, p95 17.4)."""
+    crash = dict(nodes=3, failed=(0,), mode="crash", clients=60, unreachable=True,
+                 probe_protocol="tcp", probe_interval_s=5, keepalive_s=5, connect_timeout_s=5,
+                 initial_s=1, max_s=8, lb_down_at_s=8.5)
+    dropped = simulate(Scenario(**crash), np.random.default_rng(3))
+    held = simulate(Scenario(**crash, lb_connect_hold_s=20.0), np.random.default_rng(3))
+    assert np.all(dropped.outage_s == 17.0)
+    assert np.mean(held.outage_s == 8.0) == pytest.approx(2 / 3, abs=0.05)
+    assert np.all((held.outage_s == 8.0) | (held.outage_s == 17.0))

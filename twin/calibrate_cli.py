@@ -95,7 +95,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         _write(Path(args.json), json.dumps(report, indent=2) + "\n")
     if args.plots:
-        from sim.plots import validation_cdfs
+        from calibration.plot import validation_cdfs
 
         print(f"wrote {validation_cdfs(report, Path(args.plots) / 'validation_cdf.png')}")
     return 0
@@ -106,21 +106,26 @@ def _validation_table(report: dict, calibration: str, wide: bool):
     and collateral outages."""
     from rich.table import Table
 
-    from calibration.report import ks_spread
+    from calibration.report import censored_cell, ks_spread, pct_cell
     from calibration.validate import meets_targets
 
     table = Table(title=f"lab vs twin: outages of the failed node's clients, s ({Path(calibration).name})")
     cols = ["run", "mode", "p50 lab/twin", "p95 lab/twin", "KS", "bar"]
+    out_at_end = any(r.get("censored") for r in [*report["runs"], *report["modes"].values()])
+    if out_at_end:  # outages still open when the run ended: compared censored (Kaplan-Meier)
+        cols[4:4] = ["still out at the end lab/twin"]
     if wide:
         cols[4:4] = ["n", "p99 lab/twin", "session present", "ack lost", "dup", "collateral"]
     for col in cols:
         table.add_column(col, no_wrap=not wide)
 
     def pct(r, k):
-        return f"{r['lab'][k]:.2f}/{r['sim'][k]:.2f} ({r['rel_error'][k] * 100:+.0f}%)"
+        return pct_cell(r, k, sep="/", pc="%")
 
     def row(name, mode, r, met, extra):
         cells = [name, mode, pct(r, "p50"), pct(r, "p95"), f"{r['ks_distance']:.2f}", met]
+        if out_at_end:
+            cells[4:4] = [censored_cell(r)]
         if wide:
             cells[4:4] = [str(r["samples"]["lab"]), pct(r, "p99"), *extra]
         return cells
