@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.summary_schema import READABLE, session_facts
+from lab.summary_schema import NO_SESSION_FACTS, READABLE, session_facts
 
 # lab fault -> (the transient model's failure mode, does the failed host's address vanish)
 FAULT_MODE: dict[str, tuple[str, bool | None]] = {
@@ -81,8 +81,7 @@ def mode_of(r: dict[str, Any]) -> str | None:
 def sessions(r: dict[str, Any]) -> dict[str, Any]:
     """Did the failed node own its clients' sessions, when could a survivor open them, and what
     released them (`election` or `failure_detector`); None each where the lab did not see."""
-    return session_facts(r) if origin(r) else {"owner_failed": None, "released_s": None,
-                                               "released_by": None}
+    return session_facts(r) if origin(r) else dict(NO_SESSION_FACTS)
 
 
 def owner_lost(r: dict[str, Any]) -> bool | None:

@@ -32,6 +32,7 @@ API_KEY_FILE = "emqx-api-key.txt"  # lab/generated/: EMQX's api_key.bootstrap_fi
 NATS_ROLES_PATH = "/jsz?accounts=true&streams=true"
 EMQX_SESSIONS_ROLE = "sessions@"  # + node: who holds that node's sessions (see roles_of)
 SESSION_STORE_ROLE = "$MQTT_sess"  # the stand-in's session store (a JetStream stream)
+NO_SESSION_FACTS = {"owner_failed": None, "released_s": None, "released_by": None}  # not seen
 # EMQX's durable-storage databases whose settings the lab passes through (5.8.9 config paths
 # durable_storage.<db>.backend / n_sites / replication_factor; builtin_raft is Enterprise-only).
 EMQX_DS_DATABASES = ("messages", "queues")
@@ -222,7 +223,6 @@ class Adapter:
                 else "released"
         return out
 
-
     def session_facts(self, origin: dict[str, Any], target: str) -> dict[str, Any]:
         """Broker-neutral facts about the failed node's clients' sessions (lab/SCHEMA.md
         `origin.sessions`), from the roles this adapter read: did the failed node own them, when
@@ -238,7 +238,7 @@ def session_facts_of(origin: dict[str, Any], target: str, role: str, released_by
                      ) -> dict[str, Any]:
     roles = origin.get("roles") or {}
     if role not in roles:  # the lab did not see who held them
-        return {"owner_failed": None, "released_s": None, "released_by": None}
+        return dict(NO_SESSION_FACTS)
     return {"owner_failed": roles[role] == target,
             "released_s": (origin.get("roles_elected_s") or {}).get(role),
             "released_by": released_by}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.brokers import EMQX_SESSIONS_ROLE, SESSION_STORE_ROLE, session_facts_of
+from lab.brokers import EMQX_SESSIONS_ROLE, NO_SESSION_FACTS, SESSION_STORE_ROLE, session_facts_of
 
 SCHEMA_VERSION = 2
 READABLE = (1, 2)
@@ -24,7 +24,7 @@ def session_facts(summary: dict[str, Any]) -> dict[str, Any]:
     origin = summary.get("origin") or {}
     if summary["meta"].get("schema_version") == 1:
         return v1_session_facts(origin, str(summary["meta"].get("target")))
-    return origin.get("sessions") or {"owner_failed": None, "released_s": None, "released_by": None}
+    return origin.get("sessions") or dict(NO_SESSION_FACTS)
 
 
 def v1_session_facts(origin: dict[str, Any], target: str) -> dict[str, Any]:
