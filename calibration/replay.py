@@ -131,9 +131,11 @@ def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generato
                              session_store_release_drop_p=store.get("release_drop_p", 0.0),
                              connect_timeout_s=_client_timeout(meta, mech, rng)), rng)
         n = len(r.outage_s)
-        # the client's own overhead comes with every attempt it makes
-        per_try = draw(mech["reconnect_overhead_s"], int(r.tries.sum()), rng)
-        overhead = np.add.reduceat(per_try, np.cumsum(r.tries) - r.tries) if n else np.zeros(0)
+        # the client's own overhead comes with every attempt it makes after its timer last
+        # ended one (a timer fires on the client's tick, whenever the attempt was sent)
+        k = r.tries_after_timer
+        per_try = draw(mech["reconnect_overhead_s"], int(k.sum()), rng)
+        overhead = np.bincount(np.repeat(np.arange(n), k), weights=per_try, minlength=n)
         x = r.outage_s - r.notice_s + overhead + draw(mech["connack_latency_s"], n, rng)
         if horizon_s is not None:  # back after the run's end, as the lab would have seen it
             out = r.censored | (r.notice_s + x > horizon_s)

@@ -131,6 +131,9 @@ class TransientResult:
     initial_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # per node
     notice_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # per affected client
     tries: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # attempts, per client
+    # ... of which after the last one its own timer ended: a timer fires on the client's tick, so
+    # how late the earlier attempts were sent does not carry over
+    tries_after_timer: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     lb_down_s: float = float("inf")  # when the LB took the failed node out (inf: never)
     censored: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # per affected
     # client: not back by the scenario's horizon_s (its outage_s is the horizon then)
@@ -291,6 +294,7 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
     held_once = np.zeros(n, dtype=bool)  # a survivor has held one of this client's CONNECTs
     was_refused = np.zeros(n, dtype=bool)  # ... and refused the last one
     on_tick = noticed_on_tick(sc, detect, lb_down)  # the client's last attempt ended by its own timer
+    timed_out_at = np.zeros(n, dtype=np.int64)  # attempts made when its timer last ended one
 
     calendar = Calendar()
     calendar.push(next_a, np.arange(n), np.full(n, ATTEMPT, dtype=np.int8))
@@ -375,6 +379,8 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
                                        released_at)
             on_tick[who] = np.abs(fail_t[failed_now] - a[failed_now] - timeout[failed_now]) < 1e-9
             attempt[who] += 1
+            if sc.timer_tick_s:  # a timer that fires on a tick drops how late the attempt was
+                timed_out_at[who[on_tick[who]]] = attempt[who[on_tick[who]]]
             d = backoff(sc, attempt[who], prev[who], rng)
             prev[who] = d
             next_a[who] = fail_t[failed_now] + d
@@ -392,4 +398,5 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
                     rate, np.bincount(node_of, minlength=sc.nodes), detect, attempt + 1)
     result.lb_down_s = float(lb_down.min()) if len(lb_down) else float("inf")
     result.censored = never if sc.horizon_s is not None else np.zeros(n, dtype=bool)
+    result.tries_after_timer = attempt + 1 - timed_out_at
     return result

@@ -387,11 +387,11 @@ TCP_PROBE = ROOT / "models" / "calibration" / "emqx-5.8.9-2026-12-04-tcp-probe"
 def test_the_design_tcp_probe_regimes_replay_within_the_bar_where_the_evidence_allows() -> None:
     """EMQX under the design's TCP probe (9 held-out runs, 3 per regime), replayed with each
     run's placement, first retry, LB timing and length. A crash whose first retry races the LB
-    (medians 8.2, 4.5 and 4.5 s: decided by whether an emptier survivor was there) and a hang
+    (medians 8.2, 4.5 and 4.5 s: decided by whether an emptier survivor was there), a hang
     under a 5-tuple hash with 11 % of the clients still out at the run's end (compared censored)
-    meet the bar pooled. A hang under least connections meets the median and p95 (both 24.5 s:
-    the retries the LB sends past the hung node's held connections); its KS (0.33) is the ms
-    offset of an atom holding 70 % of the outages, and is reported, not claimed."""
+    and a hang under least connections (24.5 s: the retries the LB sends past the hung node's
+    held connections; 70 % of its outages within 10 ms, so its KS is decided by milliseconds:
+    the client's lateness that its tick timer drops) meet the bar pooled."""
     committed = json.loads(Path(f"{TCP_PROBE}.json").read_text())
     again = calibrate(load_results([f"{TCP_PROBE}-calibration-runs"]), committed["name"])
     assert json.loads(json.dumps(again["modes"])) == committed["modes"]
@@ -399,9 +399,9 @@ def test_the_design_tcp_probe_regimes_replay_within_the_bar_where_the_evidence_a
     modes = report["modes"]
     assert {k: m["runs"] for k, m in modes.items()} == {
         "crash": 3, "hang, five_tuple, tcp probe": 3, "hang, least_connections, tcp probe": 3}
-    assert meets_targets(modes["crash"]) and meets_targets(modes["hang, five_tuple, tcp probe"])
+    for key, m in modes.items():
+        assert meets_targets(m), (key, m["rel_error"], m["ks_distance"])
     assert modes["hang, five_tuple, tcp probe"]["censored"]["lab"] > 0.1
-    assert meets_targets(modes["hang, least_connections, tcp probe"], ks=None)
 
 
 def test_a_censored_comparison_sees_clients_the_twin_brings_back_too_early() -> None:
