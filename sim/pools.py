@@ -85,6 +85,8 @@ def scenario_for(spec: Spec, region: int, cause: str, up_before: int, return_aft
         down_before=tuple(range(up_before, n)), return_after_s=return_after_s,
         algorithm=lb.algorithm if lb else "round_robin",
         persistence=lb.persistence if lb else "none", sites=cl.sites,
+        lb_holds_closed_s=lb.holds_closed_s if lb else 0.0,
+        lb_connect_hold_s=lb.connect_hold_s if lb else 0.0,
         probe_protocol=probe.protocol if probe else "tcp",
         probe_interval_s=probe.interval_s if probe else 5.0,
         probe_threshold=probe.threshold if probe else 1,
@@ -148,6 +150,9 @@ def transient_inputs(spec: Spec) -> str:
             mode.pop("redundancy", None)
     if data.get("lb"):
         data["lb"].pop("failure", None)
+        for key in ("holds_closed_s", "connect_hold_s"):  # keys added later: at their default,
+            if not data["lb"][key]:  # a design keeps its pools (and its figures)
+                data["lb"].pop(key)
     for region in data.get("regions", []):
         region.pop("outage", None)
     for c in data.get("correlated", []):

@@ -186,6 +186,14 @@ class LoadBalancer(_Model):
     persistence: Literal["none", "client_ip"] = "none"
     probe: Probe = Probe()
     idle_timeout_minutes: Annotated[float, Field(ge=4, le=100)] = 4
+    # What a least-connections LB counts (read under least_connections only; the hash modes count
+    # nothing). 0 and 0: only live flows, an ideal LB. HAProxy, the lab's LB: 90 and 20.
+    holds_closed_s: NonNegFloat = Field(0.0, description=(
+        "a hung or cut-off node never closes a connection its client left: the LB counts it this "
+        "long (HAProxy: timeout server)"))
+    connect_hold_s: NonNegFloat = Field(0.0, description=(
+        "the LB keeps connecting to a node whose address is gone this long after the client gave "
+        "up (HAProxy: (retries + 1) x timeout connect)"))
     failure: FailureMode | None = None
 
 

@@ -132,7 +132,7 @@ class TransientResult:
     notice_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # per affected client
     tries: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # attempts, per client
     # ... of which after the last one its own timer ended: a timer fires on the client's tick, so
-    # how late the earlier attempts were sent does not carry over
+    # how late the earlier attempts were sent does not carry over (0 for a client never back)
     tries_after_timer: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     lb_down_s: float = float("inf")  # when the LB took the failed node out (inf: never)
     censored: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # per affected
@@ -389,14 +389,15 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
                           np.concatenate((chosen[holding], who)),
                           np.concatenate((np.full(len(holding), RELEASE, dtype=np.int8),
                                           np.full(len(who), ATTEMPT, dtype=np.int8))))
+    sent = attempt + ~np.isnan(outage)  # attempts made by the horizon (the winning one too)
     never = np.isnan(outage) | (outage > horizon)
     outage[never] = horizon if sc.horizon_s is not None else HORIZON_CAP_S
     all_nodes = np.concatenate(arrivals_node) if arrivals_node else np.empty(0, int)
     all_t = np.concatenate(arrivals_t) if arrivals_t else np.empty(0)
     keep = all_nodes >= 0
     result = finish(sc, outage, final, orig, counts, all_nodes[keep], all_t[keep], rng, attempts,
-                    rate, np.bincount(node_of, minlength=sc.nodes), detect, attempt + 1)
+                    rate, np.bincount(node_of, minlength=sc.nodes), detect, sent)
     result.lb_down_s = float(lb_down.min()) if len(lb_down) else float("inf")
     result.censored = never if sc.horizon_s is not None else np.zeros(n, dtype=bool)
-    result.tries_after_timer = attempt + 1 - timed_out_at
+    result.tries_after_timer = np.where(never, 0, sent - timed_out_at)  # none when never back
     return result

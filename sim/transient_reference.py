@@ -12,6 +12,8 @@ import simpy
 from sim.client_timers import client_timeouts
 from sim.lb_choice import initial_sticky
 from sim.transient import (
+    HORIZON_CAP_S,
+    SILENT,
     Scenario,
     TransientResult,
     _again,
@@ -54,6 +56,8 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
     outage = np.full(n, np.nan)
     final = np.full(n, -1)
     tries = np.zeros(n, dtype=np.int64)
+    after_timer = np.zeros(n, dtype=np.int64)  # attempts after the last one its timer ended
+    made = np.zeros(n, dtype=np.int64)  # attempts sent so far (for a client never back)
     arrivals: list[tuple[int, float]] = []
     rate = sc.max_conn_rate_per_s
     env = simpy.Environment()
@@ -82,16 +86,37 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
     held_once = [False] * n  # a survivor has held one of this client's CONNECTs
     was_refused = [False] * n  # ... and refused the last one
 
+    silent_hold = sc.lb_holds_closed_s if sc.mode in SILENT else 0.0
+
+    def held_by_lb(j: int, until: float):
+        """The LB counts a connection to node j until `until` (after its client let go)."""
+        pending[j] += 1
+        yield env.timeout(max(until - env.now, 0.0))
+        pending[j] -= 1
+
+    def lb_release(j: int, a: float):
+        """What the LB does with a failed attempt's connection to node j, sent at a: on a silent
+        failed node it counts it for `lb_holds_closed_s`; to a vanished one it keeps connecting
+        until `lb_connect_hold_s` after the attempt."""
+        if j in failed and silent_hold:
+            env.process(held_by_lb(j, env.now + silent_hold))
+        elif j in failed and sc.lb_connect_hold_s and sc.mode not in SILENT:
+            env.process(held_by_lb(j, a + sc.lb_connect_hold_s))
+
     def client(i: int):
+        if silent_hold:  # the connection its client left on the silent node: still counted
+            env.process(held_by_lb(int(orig[i]), detect[i] + silent_hold))
         yield env.timeout(detect[i])
         attempt, prev = 0, sc.initial_s
         # the last attempt ended by the client's own timer (client_timeouts); at first: the
         # client's timer noticed the loss
         on_tick = bool(first_on_tick[i])
+        timer_at = 0  # attempts made when its timer last ended one
         while True:
             prev = _backoff_one(sc, attempt, prev, rng)
             yield env.timeout(prev)
             attempt += 1
+            made[i] = attempt
             rot = rotation()
             if not rot:
                 on_tick = False
@@ -107,6 +132,8 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                     yield env.timeout(timeout)
                     pending[j] -= 1
                     on_tick = True
+                    lb_release(j, a)
+                    timer_at = attempt if sc.timer_tick_s else timer_at
                 continue
             if sc.max_connections is not None and counts[j] + pending[j] >= sc.max_connections:
                 continue
@@ -124,6 +151,7 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                 yield env.timeout(hold)
                 pending[j] -= 1
                 on_tick = hold == timeout
+                timer_at = attempt if on_tick and sc.timer_tick_s else timer_at
                 continue
             start = env.now if rate is None else max(env.now, next_free[j])
             if rate is not None and start - env.now > sc.listen_backlog / rate:  # backlog full: SYN lost
@@ -131,23 +159,33 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                 yield env.timeout(a + timeout - env.now)  # the client's timer
                 pending[j] -= 1
                 on_tick = True
+                timer_at = attempt if sc.timer_tick_s else timer_at
                 continue
             if rate is not None:
                 next_free[j] = start + 1 / rate
             if start - a <= timeout:
                 counts[j] += 1
                 outage[i], final[i] = start + sc.connack_latency_s, j
-                tries[i] = attempt
+                tries[i], after_timer[i] = attempt, attempt - timer_at
                 return
             pending[j] += 1
             yield env.timeout(a + timeout - env.now)
             pending[j] -= 1
             on_tick = True
+            timer_at = attempt if sc.timer_tick_s else timer_at
 
     for i in range(n):
         env.process(client(i))
-    env.run()
+    horizon = HORIZON_CAP_S if sc.horizon_s is None else min(sc.horizon_s, HORIZON_CAP_S)
+    env.run(until=horizon)
+    never = np.isnan(outage) | (outage > horizon)
+    outage[never] = horizon
+    tries[never] = made[never]
+    after_timer[never] = 0
     nodes = np.array([j for j, _ in arrivals], dtype=np.int64)
     times = np.array([t for _, t in arrivals])
-    return finish(sc, outage, final, orig, counts, nodes, times, rng, len(arrivals), rate,
+    result = finish(sc, outage, final, orig, counts, nodes, times, rng, len(arrivals), rate,
                   np.bincount(node_of, minlength=sc.nodes), detect, tries)
+    result.censored = never if sc.horizon_s is not None else np.zeros(n, dtype=bool)
+    result.tries_after_timer = after_timer
+    return result

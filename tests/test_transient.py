@@ -55,15 +55,26 @@ SCENARIOS = {
         probe_interval_s=1, probe_timeout_s=1, on_down="reset", keepalive_s=5, connect_timeout_s=5,
         max_s=8, session_store_down_s=21.5, session_store_wait_s=float("inf"),
         session_store_refuse_p=0.3, session_store_release_drop_p=0.6, timer_tick_s=0.25),
+    "EMQX hang, TCP probe, least connections: HAProxy counts the hung node's connections, "
+    "the run ends at 25 s": Scenario(
+        nodes=3, failed=(0,), mode="hang", clients=60, probe_protocol="tcp", probe_interval_s=5,
+        keepalive_s=5, connect_timeout_s=5, max_s=8, session_store_down_s=21.5,
+        session_store_wait_s=float("inf"), session_store_refuse_p=0.2, timer_tick_s=0.25,
+        lb_holds_closed_s=90.0, initial_counts=(30, 20, 10), horizon_s=25.0),
+    "crash, TCP probe, address gone: HAProxy keeps connecting for 20 s, out of rotation at 8.5 s":
+    Scenario(
+        nodes=3, failed=(0,), mode="crash", clients=60, unreachable=True, probe_protocol="tcp",
+        probe_interval_s=5, probe_timeout_s=5, keepalive_s=5, connect_timeout_s=5, max_s=8,
+        timer_tick_s=0.25, lb_connect_hold_s=20.0, lb_down_at_s=8.5, horizon_s=40.0),
 }
 REPS = 150
-# family-wise 95 %: three compared metrics per scenario
-Z_FAMILY = float(stats.norm.ppf(1 - 0.025 / (3 * len(SCENARIOS))))
+# family-wise 95 %: four compared metrics per scenario
+Z_FAMILY = float(stats.norm.ppf(1 - 0.025 / (4 * len(SCENARIOS))))
 
 
 def _runs(model, sc: Scenario, seed: int, reps: int):
     rng = np.random.default_rng(seed)
-    p50, p95, one, present, tries = [], [], [], [], []
+    p50, p95, one, present, tries, after, cens = [], [], [], [], [], [], []
     for _ in range(reps):
         r = model(sc, rng)
         p50.append(np.percentile(r.outage_s, 50))
@@ -71,7 +82,9 @@ def _runs(model, sc: Scenario, seed: int, reps: int):
         one.append(r.outage_s[rng.integers(len(r.outage_s))])  # one client per run: iid for KS
         present.append(r.session_present.mean())
         tries.append(r.tries.mean())
-    return np.array(p50), np.array(p95), np.array(one), np.array(present), np.array(tries)
+        after.append(r.tries_after_timer.mean())
+        cens.append(r.censored.mean())
+    return tuple(map(np.array, (p50, p95, one, present, tries, after, cens)))
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -80,7 +93,8 @@ def test_vectorised_agrees_with_per_client_reference(name: str) -> None:
     ref = _runs(simulate_reference, sc, 1, REPS)
     vec = _runs(simulate, sc, 2, 4 * REPS)  # 4x the runs: its own noise is small beside the CI
     for label, r, v in (("p50", ref[0], vec[0]), ("p95", ref[1], vec[1]),
-                        ("attempts per client", ref[4], vec[4])):
+                        ("attempts per client", ref[4], vec[4]),
+                        ("attempts after the client's timer last ended one", ref[5], vec[5])):
         mean, (lo, hi) = mean_ci(r)
         # the difference of two sample means, each with its own error; Bonferroni over every
         # comparison of this test (a 95 % bound on each of 42 would fail ~2 by chance per run)
@@ -93,6 +107,7 @@ def test_vectorised_agrees_with_per_client_reference(name: str) -> None:
     print(f"{name}: KS {ks.statistic:.3f}, p = {ks.pvalue:.3f}")
     assert ks.pvalue >= 0.01
     assert ref[3].mean() == pytest.approx(vec[3].mean(), abs=0.05)
+    assert ref[6].mean() == pytest.approx(vec[6].mean(), abs=0.05)  # still out at the horizon
 
 
 def test_storm_scenario_saturates_the_limit() -> None:
@@ -260,3 +275,30 @@ def test_the_lb_trying_to_connect_to_a_vanished_node_keeps_it_loaded() -> None:
     assert np.all(dropped.outage_s == 17.0)
     assert np.mean(held.outage_s == 8.0) == pytest.approx(2 / 3, abs=0.05)
     assert np.all((held.outage_s == 8.0) | (held.outage_s == 17.0))
+
+
+def test_a_topology_says_what_its_least_connections_lb_counts() -> None:
+    """`[lb] holds_closed_s` reaches the long run's transients: a hang behind a TCP probe (never
+    taken out) under least connections without persistence. Counting live flows only (the
+    default), every retry goes back to the hung node until it returns at 600 s; an LB that counts
+    the hung node's connections for 90 s, as HAProxy does, sends them to the survivors. A design
+    without the keys keeps its pools: the keys at 0 do not enter `transient_inputs`."""
+    from conftest import make_spec
+
+    from sim.pools import scenario_for, transient_inputs
+
+    hang = {"mtbf_hours": 1000, "repair": {"dist": "exponential", "mean_s": 600}}
+    lb = {"algorithm": "least_connections", "probe": {"protocol": "tcp", "interval_s": 5}}
+    tables = {"node": {"failure": {"hang": hang}},
+              "clients": {"count": 300, "keepalive_s": 10}}
+    live = make_spec(lb=lb, **tables)
+    haproxy = make_spec(lb={**lb, "holds_closed_s": 90.0, "connect_hold_s": 20.0}, **tables)
+    assert "holds_closed_s" not in transient_inputs(live)
+    assert transient_inputs(live) != transient_inputs(haproxy)
+    out = {}
+    for name, spec in (("live", live), ("haproxy", haproxy)):
+        sc = scenario_for(spec, 0, "node.hang", 3, 600.0)
+        assert sc.lb_holds_closed_s == (90.0 if name == "haproxy" else 0.0)
+        r = simulate(sc, np.random.default_rng(5))
+        out[name] = np.median(r.outage_s)
+    assert out["live"] >= 600.0 and out["haproxy"] < 60.0, out
