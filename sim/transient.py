@@ -98,11 +98,9 @@ class Scenario:
     session_store_release_drop_p: float = 0.0
     timer_tick_s: float = 0.0  # the client checks its timers this often: a timeout fires up to a tick late
     lb_down_at_s: float | None = None  # when the LB took the failed nodes out, if measured (a lab replay)
-    # How long the LB still counts a connection its client left on a silent failed node (a hung
-    # server never closes its side: HAProxy holds it to `timeout server`, 90 s in the lab).
+    # How long the LB counts a connection its client left on a silent node (HAProxy: `timeout
+    # server`, 90 s) and one to a vanished node ((retries + 1) x `timeout connect`, 20 s).
     lb_holds_closed_s: float = 0.0
-    # ... and keeps connecting an attempt to a vanished node after its client left (HAProxy
-    # without abortonclose: (retries + 1) x `timeout connect`, 20 s in the lab).
     lb_connect_hold_s: float = 0.0
     initial_counts: tuple[int, ...] | None = None  # per node at the fault (None: the LB's spread)
     # Stop here (a lab run's end): clients not back are censored at it (None: HORIZON_CAP_S).
@@ -131,8 +129,7 @@ class TransientResult:
     initial_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # per node
     notice_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # per affected client
     tries: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # attempts, per client
-    # ... of which after the last one its own timer ended: a timer fires on the client's tick, so
-    # how late the earlier attempts were sent does not carry over (0 for a client never back)
+    # ... after its timer last ended one (a tick timer drops how late earlier ones were; 0: never back)
     tries_after_timer: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     lb_down_s: float = float("inf")  # when the LB took the failed node out (inf: never)
     censored: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # per affected
