@@ -376,8 +376,8 @@ def simulate(sc: Scenario, rng: np.random.Generator) -> TransientResult:
                                        released_at)
             on_tick[who] = np.abs(fail_t[failed_now] - a[failed_now] - timeout[failed_now]) < 1e-9
             attempt[who] += 1
-            if sc.timer_tick_s:  # a timer that fires on a tick drops how late the attempt was
-                timed_out_at[who[on_tick[who]]] = attempt[who[on_tick[who]]]
+            timed = who[on_tick[who]] if sc.timer_tick_s else who[:0]  # a tick timer drops
+            timed_out_at[timed] = attempt[timed]  # how late the attempt was sent
             d = backoff(sc, attempt[who], prev[who], rng)
             prev[who] = d
             next_a[who] = fail_t[failed_now] + d

@@ -113,6 +113,8 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
         on_tick = bool(first_on_tick[i])
         timer_at = 0  # attempts made when its timer last ended one
         while True:
+            if on_tick and sc.timer_tick_s:  # its timer ended the last attempt, on a tick
+                timer_at = attempt
             prev = _backoff_one(sc, attempt, prev, rng)
             yield env.timeout(prev)
             attempt += 1
@@ -133,7 +135,6 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                     pending[j] -= 1
                     on_tick = True
                     lb_release(j, a)
-                    timer_at = attempt if sc.timer_tick_s else timer_at
                 continue
             if sc.max_connections is not None and counts[j] + pending[j] >= sc.max_connections:
                 continue
@@ -151,7 +152,6 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                 yield env.timeout(hold)
                 pending[j] -= 1
                 on_tick = hold == timeout
-                timer_at = attempt if on_tick and sc.timer_tick_s else timer_at
                 continue
             start = env.now if rate is None else max(env.now, next_free[j])
             if rate is not None and start - env.now > sc.listen_backlog / rate:  # backlog full: SYN lost
@@ -159,7 +159,6 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
                 yield env.timeout(a + timeout - env.now)  # the client's timer
                 pending[j] -= 1
                 on_tick = True
-                timer_at = attempt if sc.timer_tick_s else timer_at
                 continue
             if rate is not None:
                 next_free[j] = start + 1 / rate
@@ -172,7 +171,6 @@ def simulate_reference(sc: Scenario, rng: np.random.Generator) -> TransientResul
             yield env.timeout(a + timeout - env.now)
             pending[j] -= 1
             on_tick = True
-            timer_at = attempt if sc.timer_tick_s else timer_at
 
     for i in range(n):
         env.process(client(i))

@@ -267,6 +267,12 @@ def test_holdout_power_redraws_calibration_and_held_out_runs() -> None:
             if r["meta"]["scenario"] == "crash"]
     ks = pass_rate(pool, "crash", 4, 4, draws=3, reps=50, seed=7)
     assert len(ks) == 3 and np.all(ks < 0.2), ks
+    # calibration drawn from its own pool: hang's, so no held-out crash run finds its mode there
+    hang = [r for r in load_results([f"{STANDIN}-calibration-runs"]) if r["meta"]["scenario"] == "hang"]
+    with pytest.raises(CalibrationError, match="no run matches"):
+        pass_rate(pool, "crash", 2, 4, draws=1, reps=10, seed=7, cal_pool=hang)
+    apart = pass_rate(pool[:8], "crash", 2, 4, draws=2, reps=50, seed=7, cal_pool=pool[8:])
+    assert len(apart) == 2 and np.all(apart < 0.2), apart
 
 
 def test_a_late_seen_store_leader_yields_to_the_clients_bracket() -> None:

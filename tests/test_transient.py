@@ -68,8 +68,8 @@ SCENARIOS = {
         timer_tick_s=0.25, lb_connect_hold_s=20.0, lb_down_at_s=8.5, horizon_s=40.0),
 }
 REPS = 150
-# family-wise 95 %: four compared metrics per scenario
-Z_FAMILY = float(stats.norm.ppf(1 - 0.025 / (4 * len(SCENARIOS))))
+# family-wise 95 %: five compared metrics per scenario
+Z_FAMILY = float(stats.norm.ppf(1 - 0.025 / (5 * len(SCENARIOS))))
 
 
 def _runs(model, sc: Scenario, seed: int, reps: int):
@@ -94,7 +94,8 @@ def test_vectorised_agrees_with_per_client_reference(name: str) -> None:
     vec = _runs(simulate, sc, 2, 4 * REPS)  # 4x the runs: its own noise is small beside the CI
     for label, r, v in (("p50", ref[0], vec[0]), ("p95", ref[1], vec[1]),
                         ("attempts per client", ref[4], vec[4]),
-                        ("attempts after the client's timer last ended one", ref[5], vec[5])):
+                        ("attempts after the client's timer last ended one", ref[5], vec[5]),
+                        ("share still out at the horizon", ref[6], vec[6])):
         mean, (lo, hi) = mean_ci(r)
         # the difference of two sample means, each with its own error; Bonferroni over every
         # comparison of this test (a 95 % bound on each of 42 would fail ~2 by chance per run)
@@ -107,7 +108,6 @@ def test_vectorised_agrees_with_per_client_reference(name: str) -> None:
     print(f"{name}: KS {ks.statistic:.3f}, p = {ks.pvalue:.3f}")
     assert ks.pvalue >= 0.01
     assert ref[3].mean() == pytest.approx(vec[3].mean(), abs=0.05)
-    assert ref[6].mean() == pytest.approx(vec[6].mean(), abs=0.05)  # still out at the horizon
 
 
 def test_storm_scenario_saturates_the_limit() -> None:
