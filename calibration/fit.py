@@ -18,6 +18,7 @@ from calibration.replay import replay
 from calibration.results import (
     LB_POLL_S,
     CalibrationError,
+    client_overhead_s,
     first_retry_s,
     initial_counts,
     lb_down_at,
@@ -242,14 +243,12 @@ def _mechanism(runs: list[dict[str, Any]]) -> dict[str, Any]:
         wait = r["meta"]["clients"]["keepalive_s"]
         hung_attempts += [x for x in o.get("failed_attempt_s", []) if x >= CLIENT_GAVE_UP * wait]
         latency += o["connack_latency_s"]
-        # The client's own overhead: how late its first attempt came after the back-off delay.
-        first_try = first_retry_s(r) or r["meta"]["clients"]["reconnect_min_s"]
-        overhead += [x - first_try for x in o.get("first_attempt_delay_s", [])]
+        overhead += client_overhead_s(r)
     return {
         "runs_with_placement": len(origins),
         "session_store": session_store(runs),
         "connack_latency_s": empirical(latency),
-        "reconnect_overhead_s": empirical(np.maximum(overhead, 0.0)),
+        "reconnect_overhead_s": empirical(overhead),
         # a check of the lab's LB, as measured from all runs (see calibrate); the replay takes the
         # configured value, which a handful of runs can only estimate to +-0.1 s
         "probe_timeout_measured_s": None,

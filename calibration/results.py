@@ -146,3 +146,11 @@ def first_retry_s(r: dict[str, Any]) -> float | None:
     low = float(r["meta"]["clients"]["reconnect_min_s"])
     doublings = max(0, int(np.round(np.log2(max(float(np.median(delays)), low) / low))))
     return low * 2.0 ** doublings
+
+
+def client_overhead_s(r: dict[str, Any]) -> list[float]:
+    """How late each client's first attempt came after its back-off delay (the fleet's own
+    scheduling lateness, a few ms; never negative)."""
+    o = origin(r)
+    first_try = first_retry_s(r) or r["meta"]["clients"]["reconnect_min_s"]
+    return [max(x - first_try, 0.0) for x in (o or {}).get("first_attempt_delay_s", [])]

@@ -13,6 +13,7 @@ from calibration.replay import REPLAYS, refused_share, released_at, replay
 from calibration.results import (
     NOT_REPLAYED,
     CalibrationError,
+    client_overhead_s,
     first_retry_s,
     initial_counts,
     lb_down_at,
@@ -24,6 +25,7 @@ from calibration.results import (
     target_outages,
 )
 from calibration.session_store import ROLES_POLL_S
+from sim.calibration_file import draw
 
 KS_BAR = 0.2  # issue #5: pooled KS distance below this, per mode
 
@@ -151,8 +153,12 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
             row["regime"] = key
         runs.append(row)
         p = pooled.setdefault(key, {"lab": [], "sim": [], "runs": [], "released": [],
-                                                   "refused": [], "lab_c": [], "sim_c": [],
-                                                   "mode": mode})
+                                    "refused": [], "lab_c": [], "sim_c": [], "connack": [],
+                                    "overhead": [], "mode": mode})
+        if o and o.get("connack_latency_s"):
+            p["connack"].append(o["connack_latency_s"])
+        if client_overhead_s(r):
+            p["overhead"].append(client_overhead_s(r))
         if released is not None:
             p["released"].append(released)
         if refused is not None:
@@ -174,7 +180,10 @@ def validate(results: list[dict[str, Any]], calibration: dict[str, Any], seed: i
                      **_censored_at(p),
                      "release_s": _release_check(p["released"], calibration["modes"][p["mode"]],
                                                  p["mode"] in ("hang", "partition")),
-                     "refused_share": _share_check(p["refused"], calibration["modes"][p["mode"]])}
+                     "refused_share": _share_check(p["refused"], calibration["modes"][p["mode"]]),
+                     **{name: _latency_check(p[got], calibration["modes"][p["mode"]], name)
+                        for got, name in (("connack", "connack_latency_s"),
+                                         ("overhead", "reconnect_overhead_s"))}}
                for key, p in sorted(pooled.items())}
     return {"runs": runs, "modes": by_mode, "skipped": skipped,
             "calibration": calibration.get("name"), "seed": seed, "replays_per_run": reps}
@@ -244,3 +253,19 @@ def _share_check(held_out: list[float], fitted: dict[str, Any]) -> dict[str, Any
             "inside": float(np.mean([lo <= x <= hi for x in held_out])),
             "mean": {"held_out": float(np.mean(held_out)), "calibration": float(np.mean(cal))}}
 
+
+
+def _latency_check(held_out: list[list[float]], fitted: dict[str, Any], key: str
+                   ) -> dict[str, Any] | None:
+    """The held-out runs' per-attempt latencies (CONNACK, the fleet's lateness) against the
+    calibrated fit `key` the replay draws from: per-run medians, and the pooled KS distance to the
+    fit. Each moves a whole run by ms (on the stand-in one run's CONNACK median is three times
+    another's), which decides the KS of outages that sit within 10 ms of each other."""
+    fit = fitted["mechanism"].get(key)
+    if not held_out or not fit:
+        return None
+    lab = np.concatenate(held_out)
+    sim = draw(fit, 20 * len(lab), np.random.default_rng(0))
+    return {"held_out_run_medians": [float(np.median(x)) for x in held_out],
+            "calibrated_median": fit["median"],
+            "ks_distance": float(stats.ks_2samp(lab, sim).statistic)}

@@ -16,6 +16,7 @@ from scipy import stats
 from calibration.fit import MIN_SAMPLES, calibrate
 from calibration.holdout_power import pass_rate
 from calibration.replay import refused_share, replay_scenario
+from calibration.report import latency_table
 from calibration.results import FAULT_MODE, LB_POLL_S, CalibrationError, load_results, owner_lost, sessions
 from calibration.session_store import ROLES_POLL_S, store_down_s
 from calibration.validate import consistent_with_targets, ks_over_runs, meets_targets, rel_error_over_runs, validate
@@ -237,6 +238,15 @@ def test_committed_standin_calibration_is_reproducible_and_meets_the_bar() -> No
         assert meets_targets(r, ks=None), r["run"]
         assert r["session_present"]["lab"] == r["session_present"]["sim"] == 1.0, r["run"]
         assert r["acknowledged_lost"] == {"lab": 0, "sim": 0}, r["run"]
+    # the per-attempt latencies checked apart: each held-out run's own median, against the fit
+    held = [r for r in load_results([f"{STANDIN}-held-out"]) if r["meta"]["scenario"] == "hang"]
+    c = report["modes"]["hang"]["connack_latency_s"]
+    assert c["held_out_run_medians"] == [float(np.median(r["origin"]["connack_latency_s"]))
+                                         for r in held]
+    lo, hi = min(c["held_out_run_medians"]), max(c["held_out_run_medians"])
+    assert lo < c["calibrated_median"] < hi and hi > 1.5 * lo  # runs apart by ms, the fit between
+    assert 0 < c["ks_distance"] < 0.5
+    assert "| hang | 9.4-15.9 (10.6) |" in latency_table(report)
 
 
 def test_ks_over_runs_sees_run_to_run_shifts_that_the_pooled_ks_hides() -> None:
