@@ -253,10 +253,38 @@ def _mechanism(runs: list[dict[str, Any]]) -> dict[str, Any]:
         # configured value, which a handful of runs can only estimate to +-0.1 s
         "probe_timeout_measured_s": None,
         "connack_wait_s": empirical(hung_attempts),
+        **_timer_on_time(runs),
         "lb_target_down_s": [o.get("lb_target_down_s") for o in origins],
         "detection_s": empirical([x for o in origins for x in o["detection_s"]]),
     }
 
+
+
+def _timer_on_time(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """How often an attempt the client's timer started (after a timeout: on one of its ticks)
+    timed out at the timeout itself, not a tick later: the share of such timeouts within half a
+    tick of the keepalive. Runs with a tick per client only; absent where none timed out."""
+    on_time = whole = 0
+    for r, o in zip(runs, map(origin, runs), strict=True):
+        tick = r["meta"].get("client_timer_tick_s")
+        if not o or not tick or r["meta"].get("client_timer_phase") != "per_client":
+            continue
+        wait = r["meta"]["clients"]["keepalive_s"]
+        by_client: dict[int, list[list]] = {}
+        for a in o.get("target_attempts", []):
+            if len(a) > 3:  # older summaries do not say whose attempt it was
+                by_client.setdefault(a[3], []).append(a)
+        for tries in by_client.values():
+            timed_out = [not a[1] and (len(a) < 5 or a[4] is None) and a[2] >= wait - tick / 2
+                         for a in tries]
+            for k in range(1, len(tries)):
+                if timed_out[k - 1] and timed_out[k]:
+                    early = abs(tries[k][2] - wait) < tick / 2
+                    on_time += early
+                    whole += not early
+    if not on_time + whole:
+        return {}
+    return {"timer_on_time_p": on_time / (on_time + whole), "timer_timeouts": on_time + whole}
 
 
 def _collateral(runs: list[dict[str, Any]]) -> dict[str, Any]:

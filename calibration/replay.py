@@ -117,7 +117,8 @@ def replay(meta: dict[str, Any], fitted: dict[str, Any], rng: np.random.Generato
     counts = initial_counts if initial_counts is not None and sum(initial_counts) == sc.clients \
         else None
     sc = replace(sc, lb_down_at_s=lb_down_at_s, initial_counts=counts, horizon_s=horizon_s,
-                 initial_s=first_retry_s or sc.initial_s)
+                 initial_s=first_retry_s or sc.initial_s,
+                 timer_on_time_p=mech.get("timer_on_time_p") or 0.0)
     store = mech.get("session_store") or {"down_s": {}, "wait_s": 0.0}
     windows = [released_at_s] if released_at_s is not None else \
         store.get("release_pooled_s") or _windows_for(store["down_s"], lost_leader)

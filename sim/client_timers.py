@@ -17,12 +17,14 @@ def client_timeouts(sc: Scenario, n: int, rng: np.random.Generator,
     timer check after `connect_timeout_s`, at a phase of its own. An attempt that the client's
     own timer started (its back-off after a timeout it noticed on a tick) starts on a tick, and
     its timeout falls on one: it fires a whole tick late (the check at exactly the timeout finds
-    it not yet passed; the lab measured 5.25 s for those, 5.0-5.25 s for first attempts)."""
+    it not yet passed; the lab measured 5.25 s for those, 5.0-5.25 s for first attempts), but for
+    `timer_on_time_p` of them (the check read its clock later than the attempt was sent)."""
     if not sc.timer_tick_s:
         return np.full(n, sc.connect_timeout_s)
     lag = rng.uniform(0.0, sc.timer_tick_s, n)
     if on_tick is not None:
-        lag = np.where(on_tick, sc.timer_tick_s, lag)
+        whole = on_tick if not sc.timer_on_time_p else on_tick & (rng.random(n) >= sc.timer_on_time_p)
+        lag = np.where(on_tick, np.where(whole, sc.timer_tick_s, 0.0), lag)
     return sc.connect_timeout_s + lag
 
 

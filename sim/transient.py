@@ -88,15 +88,15 @@ class Scenario:
     unreachable: bool | None = None  # the failed host stops answering (None: by mode)
     probe_timeout_s: float = 0.0  # an unanswered probe fails only after this
     connack_latency_s: float = 0.0  # attempt to CONNACK at a healthy node
-    # A replicated session store that lost its leader: a CONNECT that reaches a survivor before
-    # `session_store_down_s` is held `session_store_wait_s` and dropped, even if a leader appears
-    # meanwhile (the stand-in dropped 140 of 140 such CONNECTs after 4.0 s, none succeeded late).
+    # A session store that lost its leader: a CONNECT reaching a survivor before `session_store_down_s`
+    # is held `session_store_wait_s` and dropped (the stand-in dropped 140 of 140 after 4.0 s).
     session_store_down_s: float = 0.0
     session_store_wait_s: float = 0.0
     session_store_refuse_p: float = 0.0
     session_store_refuse_again_p: float | None = None  # None: the same as session_store_refuse_p
     session_store_release_drop_p: float = 0.0
     timer_tick_s: float = 0.0  # the client checks its timers this often: a timeout fires up to a tick late
+    timer_on_time_p: float = 0.0  # a tick-started attempt's timeout on time, not a tick late
     lb_down_at_s: float | None = None  # when the LB took the failed nodes out, if measured (a lab replay)
     # How long the LB counts a connection its client left on a silent node (HAProxy: `timeout
     # server`, 90 s) and one to a vanished node ((retries + 1) x `timeout connect`, 20 s).

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -302,3 +305,30 @@ def test_a_topology_says_what_its_least_connections_lb_counts() -> None:
         r = simulate(sc, np.random.default_rng(5))
         out[name] = np.median(r.outage_s)
     assert out["live"] >= 600.0 and out["haproxy"] < 60.0, out
+
+
+def test_tick_started_timeouts_fire_on_time_at_the_calibrated_share() -> None:
+    """A timeout that fell on the client's tick fires a tick late, but for `timer_on_time_p` of
+    them (the lab's paho fleet: 2 of 85): the share drawn is that one, within its 99.9 % interval."""
+    from sim.client_timers import client_timeouts
+
+    sc = Scenario(nodes=3, failed=(2,), mode="hang", clients=10, timer_tick_s=0.25,
+                  connect_timeout_s=5.0, timer_on_time_p=0.3)
+    n = 20000
+    t = client_timeouts(sc, n, np.random.default_rng(7), np.ones(n, bool))
+    assert set(np.round(t, 9)) == {5.0, 5.25}
+    share = float(np.mean(t == 5.0))
+    assert abs(share - 0.3) < 3.3 * np.sqrt(0.3 * 0.7 / n)
+    late = client_timeouts(replace(sc, timer_on_time_p=0.0), n, np.random.default_rng(7),
+                           np.ones(n, bool))
+    assert np.all(late == 5.25)
+
+
+def test_calibration_measures_the_on_time_share_of_tick_started_timeouts() -> None:
+    from calibration.fit import calibrate
+    from calibration.results import load_results
+
+    runs = Path(__file__).resolve().parents[1] / "models" / "calibration" / \
+        "emqx-5.8.9-2026-12-04-tcp-probe-calibration-runs"
+    mech = calibrate(load_results([runs]), "t")["modes"]["hang"]["mechanism"]
+    assert (mech["timer_timeouts"], round(mech["timer_on_time_p"] * 85)) == (85, 2)
