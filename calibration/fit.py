@@ -275,7 +275,7 @@ def _timer_on_time(runs: list[dict[str, Any]]) -> dict[str, Any]:
             if len(a) > 3:  # older summaries do not say whose attempt it was
                 by_client.setdefault(a[3], []).append(a)
         for tries in by_client.values():
-            timed_out = [not a[1] and (len(a) < 5 or a[4] is None) and a[2] >= wait - tick / 2
+            timed_out = [not a[1] and (len(a) < 5 or a[4] is None) and a[2] >= CLIENT_GAVE_UP * wait
                          for a in tries]
             for k in range(1, len(tries)):
                 if timed_out[k - 1] and timed_out[k]:
